@@ -1,0 +1,21 @@
+"""pool-lab's sleep server: a Flask app factory in the style of Flask's tutorial."""
+
+
+def create_app(test_config=None):
+    """Create the app; with DATABASE_URL unset, start (or join) the embedded PostgreSQL."""
+    # Imported here, as in Flask's tutorial: gunicorn.conf.py imports this package in the
+    # master, which must not load the app before gevent patches its workers.
+    from flask import Flask
+
+    from . import config, db, embedded, errors, views
+
+    app = Flask(__name__)
+    app.config.from_mapping(config.load())
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    if not app.config["DATABASE_URL"]:
+        app.config["DATABASE_URL"] = embedded.start()
+    db.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(views.bp)
+    return app

@@ -1,0 +1,91 @@
+"""Settings read from the environment, checked once, with one clear line per mistake."""
+
+import math
+import os
+
+
+class ConfigError(ValueError):
+    """A setting in the environment that the lab cannot start with."""
+
+
+def _integer(environ, name, default, minimum):
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(environ, name, default, minimum=0.0):
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name} must be a finite number of seconds >= {minimum}, got {raw!r}")
+    return value
+
+
+def _flag(environ, name):
+    raw = environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def psycopg2_url(raw):
+    """Parse a PostgreSQL URL and pin it to psycopg2, the driver psycogreen patches.
+
+    SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which the lab does not use.
+    """
+    # Imported here: Gunicorn's master loads this module and need not carry SQLAlchemy.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        # The raw value may hold a password: never echo it.
+        raise ConfigError("DATABASE_URL is not a valid database URL "
+                          "(expected postgresql://user:password@host:port/dbname)") from None
+    if url.drivername in ("postgres", "postgresql"):
+        return url.set(drivername="postgresql+psycopg2")
+    if url.drivername != "postgresql+psycopg2":
+        raise ConfigError(f"DATABASE_URL must be a postgresql:// URL for psycopg2, got {url.drivername}://")
+    return url
+
+
+def _database_url(environ):
+    raw = environ.get("DATABASE_URL", "").strip()
+    if not raw:
+        return None
+    psycopg2_url(raw)
+    return raw
+
+
+def load(environ=None):
+    """Return the lab's settings as Flask config keys, or raise ConfigError."""
+    environ = os.environ if environ is None else environ
+    max_sleep = _seconds(environ, "MAX_SLEEP_SECONDS", 60.0)
+    sleep = _seconds(environ, "SLEEP_SECONDS", 5.0)
+    if sleep > max_sleep:
+        raise ConfigError(f"SLEEP_SECONDS ({sleep:g}) must not exceed MAX_SLEEP_SECONDS ({max_sleep:g})")
+    return {
+        "DATABASE_URL": _database_url(environ),
+        "SLEEP_SECONDS": sleep,
+        "MAX_SLEEP_SECONDS": max_sleep,
+        "POOL_SIZE": _integer(environ, "POOL_SIZE", 5, minimum=1),
+        "MAX_OVERFLOW": _integer(environ, "MAX_OVERFLOW", 10, minimum=0),
+        "POOL_TIMEOUT": _seconds(environ, "POOL_TIMEOUT", 30.0),
+        "PSYCOGREEN": _flag(environ, "PSYCOGREEN"),
+    }

@@ -1,0 +1,70 @@
+"""The database: the Flask-SQLAlchemy extension, the original's Todo table, and init-db."""
+
+import click
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import String, delete, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .config import psycopg2_url
+
+SEED_ROWS = 50
+# Any constant key: serializes init-db between the lab's masters starting at once.
+INIT_LOCK_KEY = 0x706F6F6C  # "pool"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+class Todo(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    done: Mapped[bool] = mapped_column(default=False)
+    priority: Mapped[int] = mapped_column(default=1)
+
+
+def init_db(reset=True):
+    """Create the todo table and fill it with the seed rows; return the row count.
+
+    With reset=False an existing, non-empty table is left as it is (lab start-up);
+    with reset=True it is replaced by exactly the seed rows (the CLI command).
+    """
+    session = db.session
+    # Three masters may start together: without this lock two CREATE TABLEs race.
+    session.execute(select(func.pg_advisory_xact_lock(INIT_LOCK_KEY)))
+    Base.metadata.create_all(bind=session.connection())
+    count = session.scalar(select(func.count()).select_from(Todo))
+    if reset or count == 0:
+        session.execute(delete(Todo))
+        session.add_all(
+            Todo(title=f"Todo {n}", done=n % 3 == 0, priority=n % 5 + 1)
+            for n in range(1, SEED_ROWS + 1)
+        )
+        count = SEED_ROWS
+    session.commit()
+    return count
+
+
+@click.command("init-db")
+@click.option("--if-empty", is_flag=True, help="Leave a table that already has rows as it is.")
+def init_db_command(if_empty):
+    """Create the todo table and its seed rows (idempotent)."""
+    count = init_db(reset=not if_empty)
+    click.echo(f"todo table ready: {count} rows")
+
+
+def init_app(app):
+    app.config["SQLALCHEMY_DATABASE_URI"] = psycopg2_url(app.config["DATABASE_URL"])
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        # Flask-SQLAlchemy 3 dropped SQLALCHEMY_POOL_SIZE & co.: all pool settings go here.
+        "pool_size": app.config["POOL_SIZE"],
+        "max_overflow": app.config["MAX_OVERFLOW"],
+        "pool_timeout": app.config["POOL_TIMEOUT"],
+        # A connection broken by a database restart is replaced at checkout, not handed to a request.
+        "pool_pre_ping": True,
+    }
+    db.init_app(app)
+    app.cli.add_command(init_db_command)

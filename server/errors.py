@@ -1,0 +1,55 @@
+"""Every error as JSON that names its cause; the worker keeps serving."""
+
+from flask import jsonify
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException
+
+from .db import db
+from .params import BadParameter
+
+
+def error_response(status, error, message, **headers):
+    response = jsonify(error=error, message=message, status=status)
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def bad_parameter(exc):
+    return error_response(400, "bad_parameter", str(exc))
+
+
+def http_error(exc):
+    message = exc.description
+    original = getattr(exc, "original_exception", None)
+    if original is not None:
+        # An unhandled exception: name its type, which says more than "Internal Server Error".
+        message = f"{type(original).__name__} in the server; see the server log"
+    return error_response(exc.code, exc.name.lower().replace(" ", "_"), message)
+
+
+def pool_timeout(exc):
+    pool = db.engine.pool
+    limit = pool.size() + db.get_app().config["MAX_OVERFLOW"]
+    return error_response(
+        503, "pool_timeout",
+        f"no database connection free within POOL_TIMEOUT={pool.timeout():g}s: "
+        f"all {limit} connections (pool_size {pool.size()} + max_overflow "
+        f"{limit - pool.size()}) are in use",
+        **{"Retry-After": str(max(1, round(pool.timeout())))},
+    )
+
+
+def database_error(exc):
+    # Only the driver's first line: it names the cause (refused, terminated) without the SQL or the URL.
+    cause = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    return error_response(503, "database_unavailable", f"the database failed: {cause}",
+                          **{"Retry-After": "1"})
+
+
+def init_app(app):
+    app.register_error_handler(BadParameter, bad_parameter)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(PoolTimeoutError, pool_timeout)
+    app.register_error_handler(DBAPIError, database_error)

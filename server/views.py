@@ -1,0 +1,75 @@
+"""The lab's endpoints: two ways to sleep, and a look at the connection pool."""
+
+import os
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import func, select, text
+
+from . import runtime
+from .db import Todo, db
+from .params import sleep_seconds
+
+bp = Blueprint("lab", __name__)
+
+
+def requested_seconds():
+    return sleep_seconds(
+        request.args.getlist("seconds"),
+        default=current_app.config["SLEEP_SECONDS"],
+        maximum=current_app.config["MAX_SLEEP_SECONDS"],
+    )
+
+
+def sleep_response(endpoint, seconds, started, **extra):
+    return jsonify(
+        endpoint=endpoint,
+        seconds=seconds,
+        elapsed=round(time.perf_counter() - started, 4),
+        mode=runtime.server_mode(),
+        pid=os.getpid(),
+        **extra,
+    )
+
+
+@bp.get("/sleep/python/")
+def python_sleep():
+    seconds = requested_seconds()
+    started = time.perf_counter()
+    # No database here, on purpose: this endpoint measures Python's sleep alone,
+    # and keeps answering when the database is down.
+    time.sleep(seconds)
+    return sleep_response("python", seconds, started)
+
+
+@bp.get("/sleep/postgres/")
+def postgres_sleep():
+    seconds = requested_seconds()
+    started = time.perf_counter()
+    # A bound parameter, never string formatting: the value reaches SQL as data.
+    db.session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+    # The count, not the 50 rows the original sent: it proves the query ran on the same
+    # checked-out connection, while keeping 100-user Locust runs about the sleep, not JSON size.
+    todo_count = db.session.scalar(select(func.count()).select_from(Todo))
+    return sleep_response("postgres", seconds, started, todo_count=todo_count)
+
+
+@bp.get("/pool")
+def pool_status():
+    pool = db.engine.pool
+    config = current_app.config
+    return jsonify(
+        pool_class=f"{type(pool).__module__}.{type(pool).__qualname__}",
+        pool_size=pool.size(),
+        max_overflow=config["MAX_OVERFLOW"],
+        timeout=pool.timeout(),
+        checked_out=pool.checkedout(),
+        checked_in=pool.checkedin(),
+        # SQLAlchemy's own count: connections beyond pool_size, negative until the pool has filled.
+        overflow=pool.overflow(),
+        worker_class=runtime.worker_class(),
+        psycogreen=runtime.psycogreen_active(),
+        mode=runtime.server_mode(),
+        pid=os.getpid(),
+        database=db.engine.url.render_as_string(hide_password=True),
+    )
