@@ -19,8 +19,8 @@ bind = ["127.0.0.1:8000"]
 workers = 1
 # Must stay off: with gevent, the pool's locks have to be created after the worker's monkey patching.
 preload_app = False
-# The sync worker reports to the master only between requests, and an unpatched query blocks a
-# gevent worker's heartbeat too, so one request may hold it silent for MAX_SLEEP_SECONDS: allow that.
+# The sync worker reports to the master only between requests, so one request may hold it silent
+# for MAX_SLEEP_SECONDS: allow that. (The gevent mode turns this off in the Procfile: see there.)
 timeout = int(settings["MAX_SLEEP_SECONDS"]) + 30
 # On SIGTERM, in-flight sleeps (at most MAX_SLEEP_SECONDS each) get to finish.
 graceful_timeout = int(settings["MAX_SLEEP_SECONDS"]) + 5
@@ -35,7 +35,7 @@ def on_starting(server):
                  f"not {server.cfg.worker_class_str!r}")
     if not settings["DATABASE_URL"]:
         # The master takes the embedded server's handle; workers inherit the URL.
-        os.environ["DATABASE_URL"] = embedded.start()
+        os.environ["DATABASE_URL"] = embedded.start().get_uri()
         server.log.info("embedded PostgreSQL ready in %s", embedded.data_directory())
     # Run as a child, so the master never imports the app before its workers patch with gevent.
     seeded = subprocess.run(

@@ -14,7 +14,7 @@ def create_app(test_config=None):
     if test_config is not None:
         app.config.from_mapping(test_config)
     if not app.config["DATABASE_URL"]:
-        app.config["DATABASE_URL"] = embedded.start()
+        app.config["DATABASE_URL"] = embedded.start().get_uri()
     db.init_app(app)
     errors.init_app(app)
     app.register_blueprint(views.bp)

@@ -54,7 +54,7 @@ def psycopg2_url(raw):
 
     try:
         url = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         # The raw value may hold a password: never echo it.
         raise ConfigError("DATABASE_URL is not a valid database URL "
                           "(expected postgresql://user:password@host:port/dbname)") from None

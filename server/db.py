@@ -1,6 +1,7 @@
 """The database: the Flask-SQLAlchemy extension, the original's Todo table, and init-db."""
 
 import click
+from flask.cli import with_appcontext
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import String, delete, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -50,6 +51,7 @@ def init_db(reset=True):
 
 @click.command("init-db")
 @click.option("--if-empty", is_flag=True, help="Leave a table that already has rows as it is.")
+@with_appcontext
 def init_db_command(if_empty):
     """Create the todo table and its seed rows (idempotent)."""
     count = init_db(reset=not if_empty)

@@ -41,7 +41,7 @@ def _forget_dead_handles(pgdata):
 
 
 def start(pgdata=None):
-    """Start (or join) the embedded server and return its connection URL."""
+    """Start (or join) the embedded server; this process holds a handle until it exits."""
     pgdata = data_directory() if pgdata is None else Path(pgdata)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -51,5 +51,4 @@ def start(pgdata=None):
     with pgserver.PostgresServer._lock:
         if pgdata.exists():
             _forget_dead_handles(pgdata)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    return server.get_uri()
+    return pgserver.get_server(pgdata, cleanup_mode="stop")

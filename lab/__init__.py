@@ -1,0 +1,1 @@
+"""The load side of pool-lab: waves, predictions and reports, importable and unit-tested."""

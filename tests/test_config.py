@@ -1,0 +1,49 @@
+"""Settings parsing: defaults, and one clear message per mistake."""
+
+import pytest
+
+from server.config import ConfigError, load, psycopg2_url
+from server.params import BadParameter, sleep_seconds
+
+
+def test_defaults_match_the_original():
+    settings = load({})
+    assert (settings["POOL_SIZE"], settings["MAX_OVERFLOW"], settings["POOL_TIMEOUT"]) == (5, 10, 30.0)
+    assert (settings["SLEEP_SECONDS"], settings["MAX_SLEEP_SECONDS"]) == (5.0, 60.0)
+    assert settings["DATABASE_URL"] is None and settings["PSYCOGREEN"] is False
+
+
+@pytest.mark.parametrize("environ, words", [
+    ({"POOL_SIZE": "five"}, "POOL_SIZE must be a whole number"),
+    ({"POOL_SIZE": "0"}, "POOL_SIZE must be at least 1"),
+    ({"MAX_OVERFLOW": "-1"}, "MAX_OVERFLOW must be at least 0"),
+    ({"POOL_TIMEOUT": "soon"}, "POOL_TIMEOUT must be a number"),
+    ({"MAX_SLEEP_SECONDS": "inf"}, "MAX_SLEEP_SECONDS must be a finite"),
+    ({"SLEEP_SECONDS": "90"}, "must not exceed MAX_SLEEP_SECONDS"),
+    ({"PSYCOGREEN": "maybe"}, "PSYCOGREEN must be true or false"),
+    ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a valid database URL"),
+    ({"DATABASE_URL": "mysql://u:p@h/db"}, "must be a postgresql:// URL"),
+])
+def test_bad_settings_raise_one_clear_message(environ, words):
+    with pytest.raises(ConfigError, match=words):
+        load(environ)
+
+
+def test_a_bad_url_never_echoes_its_password():
+    with pytest.raises(ConfigError) as error:
+        load({"DATABASE_URL": "postgresql://u:hunter2@h:notaport/db"})
+    assert "hunter2" not in str(error.value)
+
+
+def test_urls_are_pinned_to_psycopg2():
+    assert psycopg2_url("postgresql://u@h/db").drivername == "postgresql+psycopg2"
+    assert psycopg2_url("postgres://u@h/db").drivername == "postgresql+psycopg2"
+
+
+def test_sleep_seconds_parsing():
+    assert sleep_seconds([], default=5.0, maximum=60) == 5.0
+    assert sleep_seconds([" 0.25 "], default=5.0, maximum=60) == 0.25
+    assert sleep_seconds(["60"], default=5.0, maximum=60) == 60
+    for values in (["x"], ["-0.1"], ["60.01"], ["nan"], [""], ["1", "1"]):
+        with pytest.raises(BadParameter):
+            sleep_seconds(values, default=5.0, maximum=60)

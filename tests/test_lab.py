@@ -1,0 +1,100 @@
+"""`honcho start` as a newcomer runs it: three modes on one embedded PostgreSQL."""
+
+import os
+import signal
+import subprocess
+import time
+
+import psycopg2
+import pytest
+
+from conftest import BIN_PATH, PROCFILE, ROOT, LabServer, free_port, start_mode
+
+MODES = ("sync", "gevent", "green")
+
+
+def start_honcho(pgdata, log_path):
+    ports = {mode: free_port() for mode in MODES}
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(PATH=BIN_PATH, EMBEDDED_PGDATA=str(pgdata),
+               **{f"{mode.upper()}_PORT": str(port) for mode, port in ports.items()})
+    process = subprocess.Popen(["honcho", "start"], cwd=ROOT, env=env, stdout=log_path.open("w"),
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    servers = [LabServer(mode, f"http://127.0.0.1:{port}", process, log_path) for mode, port in ports.items()]
+    deadline = time.monotonic() + 60
+    for server in servers:
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            try:
+                if server.get("/pool", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+    return process, servers
+
+
+def stop_honcho(process):
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=90) is not None
+
+
+def postmaster_running(pgdata):
+    return (pgdata / "postmaster.pid").exists()
+
+
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL replaces the embedded server")
+def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    process, servers = start_honcho(pgdata, tmp_path / "honcho-1.log")
+    try:
+        modes = {server.get_json("/pool")[1]["mode"] for server in servers}
+        assert modes == set(MODES)
+        for server in servers:
+            status, body = server.get_json("/sleep/postgres/?seconds=0")
+            assert (status, body["todo_count"]) == (200, 50)
+        with psycopg2.connect(host=str(pgdata), user="postgres", dbname="postgres") as connection:
+            with connection.cursor() as cursor:
+                cursor.execute("UPDATE todo SET title = 'survives a restart' WHERE id = 1")
+        connection.close()
+    finally:
+        stop_honcho(process)
+    # The last mode to stop took the embedded server down with it.
+    assert not postmaster_running(pgdata)
+
+    process, servers = start_honcho(pgdata, tmp_path / "honcho-2.log")
+    try:
+        with psycopg2.connect(host=str(pgdata), user="postgres", dbname="postgres") as connection:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT title FROM todo WHERE id = 1")
+                assert cursor.fetchone() == ("survives a restart",)
+                cursor.execute("SELECT count(*) FROM todo")
+                assert cursor.fetchone() == (50,)
+        connection.close()
+    finally:
+        stop_honcho(process)
+    assert not postmaster_running(pgdata)
+
+
+def test_with_database_url_nothing_embedded_starts(database_url, tmp_path):
+    pgdata = tmp_path / "unused-pgdata"
+    server = start_mode("green", {"DATABASE_URL": database_url, "EMBEDDED_PGDATA": str(pgdata)},
+                        tmp_path / "green.log")
+    try:
+        assert server.get_json("/sleep/postgres/?seconds=0")[0] == 200
+    finally:
+        server.stop()
+    assert not pgdata.exists()
+
+
+@pytest.mark.parametrize("environment, line", [
+    ({"POOL_SIZE": "lots"}, "pool-lab: POOL_SIZE must be a whole number, got 'lots'"),
+    ({"DATABASE_URL": "postgresql://u:pw@h:port/db"},
+     "pool-lab: DATABASE_URL is not a valid database URL (expected postgresql://user:password@host:port/dbname)"),
+])
+def test_bad_configuration_stops_start_up_with_one_line(environment, line):
+    env = {**os.environ, "PATH": BIN_PATH, "GREEN_PORT": str(free_port()), **environment}
+    result = subprocess.run(PROCFILE["green"], shell=True, cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stdout == "" and result.stderr.strip() == line

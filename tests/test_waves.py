@@ -1,0 +1,42 @@
+"""Wave grouping on synthetic timings."""
+
+from lab.waves import Completion, group_waves
+
+
+def at(*times, failed=()):
+    return [Completion("postgres", t, "pool_timeout" if i in failed else None) for i, t in enumerate(times)]
+
+
+def sizes(waves):
+    return [w.size for w in waves]
+
+
+def test_serial_completions_are_waves_of_one():
+    assert sizes(group_waves(at(1.0, 2.01, 3.0, 4.02, 5.0), 1.0)) == [1, 1, 1, 1, 1]
+
+
+def test_overlapped_completions_are_one_wave():
+    waves = group_waves(at(1.003, 1.0, 1.02, 1.01, 1.004), 1.0)
+    assert sizes(waves) == [5]
+    assert (waves[0].first, waves[0].last, waves[0].number) == (1.0, 1.02, 1)
+
+
+def test_uneven_waves_are_kept_as_measured():
+    times = [1.0] * 15 + [2.0] * 9 + [3.0] * 14 + [4.05] * 12
+    waves = group_waves(at(*times), 1.0)
+    assert sizes(waves) == [15, 9, 14, 12]
+    assert [w.number for w in waves] == [1, 2, 3, 4]
+
+
+def test_failures_are_counted_in_their_wave():
+    waves = group_waves(at(1.0, 1.01, 2.0, 2.02, failed={1, 3}), 1.0)
+    assert [(w.size, w.failures) for w in waves] == [(2, 1), (2, 1)]
+
+
+def test_a_gap_of_half_the_sleep_still_joins_a_wave():
+    assert sizes(group_waves(at(1.0, 1.5, 2.01), 1.0)) == [2, 1]
+
+
+def test_zero_sleep_is_one_wave_and_nothing_is_no_wave():
+    assert sizes(group_waves(at(0.01, 0.3, 0.9), 0)) == [3]
+    assert group_waves([], 1.0) == []
