@@ -72,4 +72,7 @@ def pool_status():
         mode=runtime.server_mode(),
         pid=os.getpid(),
         database=db.engine.url.render_as_string(hide_password=True),
+        # What ?seconds= defaults to and may reach: load generators predict waves from these.
+        sleep_seconds=config["SLEEP_SECONDS"],
+        max_sleep_seconds=config["MAX_SLEEP_SECONDS"],
     )

@@ -65,6 +65,7 @@ def test_pool_reports_the_real_pool_and_worker(lab, mode, worker_class, psycogre
     assert status == 200
     assert pool["pool_class"] == "sqlalchemy.pool.impl.QueuePool"
     assert (pool["pool_size"], pool["max_overflow"], pool["timeout"]) == (5, 10, 30)
+    assert (pool["sleep_seconds"], pool["max_sleep_seconds"]) == (5, 60)
     assert pool["worker_class"] == worker_class
     assert pool["psycogreen"] is psycogreen
     assert pool["mode"] == mode
