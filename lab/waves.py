@@ -50,3 +50,30 @@ def group_waves(completions, sleep_seconds):
         )
         for number, group in enumerate(groups, start=1)
     ]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The waves a server should answer a burst in, from its mode and pool."""
+    wave_sizes: tuple[int, ...]
+    sleep: float
+    reason: str
+
+    @property
+    def ideal_total(self):
+        return len(self.wave_sizes) * self.sleep
+
+
+def predict(endpoint, mode, requests, sleep, pool_size, max_overflow):
+    """Predict a burst of `requests` sleeps of `sleep` seconds on one endpoint of one mode."""
+    if mode == "sync":
+        concurrency, reason = 1, "serial: a sync worker runs one request at a time"
+    elif endpoint == "postgres" and mode == "gevent":
+        concurrency, reason = 1, "serial: unpatched psycopg2 blocks the whole gevent worker"
+    elif endpoint == "postgres":
+        concurrency = pool_size + max_overflow
+        reason = f"waves of the pool limit: pool_size {pool_size} + max_overflow {max_overflow}"
+    else:
+        concurrency, reason = max(requests, 1), "overlapped: time.sleep yields to other greenlets"
+    full, rest = divmod(requests, concurrency)
+    return Prediction((concurrency,) * full + ((rest,) if rest else ()), sleep, reason)

@@ -1,6 +1,6 @@
 """Wave grouping on synthetic timings."""
 
-from lab.waves import Completion, group_waves
+from lab.waves import Completion, group_waves, predict
 
 
 def at(*times, failed=()):
@@ -40,3 +40,18 @@ def test_a_gap_of_half_the_sleep_still_joins_a_wave():
 def test_zero_sleep_is_one_wave_and_nothing_is_no_wave():
     assert sizes(group_waves(at(0.01, 0.3, 0.9), 0)) == [3]
     assert group_waves([], 1.0) == []
+
+
+def test_predictions_per_mode_and_endpoint():
+    def sizes_and_ideal(endpoint, mode, n=100, d=1.0, pool=(5, 10)):
+        prediction = predict(endpoint, mode, n, d, *pool)
+        return prediction.wave_sizes, prediction.ideal_total
+
+    assert sizes_and_ideal("python", "sync", n=5, d=5) == ((1,) * 5, 25)
+    assert sizes_and_ideal("postgres", "gevent", n=5, d=5) == ((1,) * 5, 25)
+    assert sizes_and_ideal("python", "gevent", n=5, d=5) == ((5,), 5)
+    assert sizes_and_ideal("python", "green") == ((100,), 1)
+    assert sizes_and_ideal("postgres", "green") == ((15,) * 6 + (10,), 7)
+    assert sizes_and_ideal("postgres", "green", n=15) == ((15,), 1)
+    assert sizes_and_ideal("postgres", "green", n=4, pool=(2, 3)) == ((4,), 1)
+    assert predict("postgres", "green", 12, 0.5, 15, 0).reason.endswith("pool_size 15 + max_overflow 0")

@@ -1,0 +1,151 @@
+"""From Locust's per-request log to waves, predictions, failure causes, and a summary.
+
+The log is the one locust.contrib.csv_request_logger.CsvRequestLogger writes: a row
+per request with the time it was sent, its response time, status and exception.
+"""
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .waves import Completion, group_waves, predict
+
+FAILURE_CAUSES = ("pool_timeout", "connection_error", "other")
+WAVES_COLUMNS = ("endpoint", "wave", "size", "predicted_size", "first_s", "last_s", "failures")
+
+
+def endpoint_of(request_name):
+    """'/sleep/postgres/' -> 'postgres': the lab's name for what a request exercises."""
+    return request_name.strip("/").rsplit("/", 1)[-1]
+
+
+def failure_message(status_code, body):
+    """What a failed answer says, led by the server's own error code when it sent one."""
+    if not status_code:
+        return "connection_error: no answer from the server"
+    try:
+        error = json.loads(body)
+        return f"{error['error']}: {error['message']}"
+    except (TypeError, ValueError, KeyError):
+        return f"HTTP {status_code}"
+
+
+def classify_failure(status_code, exception):
+    """The cause of a failed request: pool_timeout, connection_error or other; None if it succeeded."""
+    if not exception:
+        return None
+    if "pool_timeout" in exception:
+        return "pool_timeout"
+    if int(status_code or 0) == 0 or "connection_error" in exception:
+        return "connection_error"
+    return "other"
+
+
+def read_request_log(path, since=0.0):
+    """Return {endpoint: [Completion]} for requests sent at or after `since` (Unix time).
+
+    Each completion is timed from the first request of its endpoint: that is when its burst began.
+    """
+    rows = {}
+    with open(path, newline="", encoding="utf-8") as log:
+        for row in csv.DictReader(log):
+            sent = float(row["timestamp"])
+            if sent < since or not row["response_time_ms"]:
+                continue
+            finished = sent + float(row["response_time_ms"]) / 1000
+            failure = classify_failure(row["status_code"], row["exception"])
+            rows.setdefault(endpoint_of(row["name"]), []).append((sent, finished, failure))
+    completions = {}
+    for endpoint, requests in rows.items():
+        start = min(sent for sent, _, _ in requests)
+        completions[endpoint] = [Completion(endpoint, finished - start, failure)
+                                 for _, finished, failure in requests]
+    return completions
+
+
+@dataclass
+class EndpointSummary:
+    endpoint: str
+    requests: int
+    total: float
+    waves: list
+    prediction: object = None
+    failures: Counter = field(default_factory=Counter)
+
+    @property
+    def ratio(self):
+        return self.total / self.prediction.ideal_total if self.prediction and self.prediction.ideal_total else None
+
+    @property
+    def uneven(self):
+        """True when the waves differ from the prediction (the first wave may still match)."""
+        return self.prediction is not None and tuple(w.size for w in self.waves) != self.prediction.wave_sizes
+
+
+def summarize(completions, sleep=None, pool=None):
+    """One EndpointSummary per endpoint, python first.
+
+    `sleep` (seconds per request) turns on wave grouping: a burst run. `pool`, the
+    server's /pool answer, adds the prediction.
+    """
+    summaries = []
+    for endpoint in sorted(completions, key=lambda e: (e != "python", e)):
+        done = completions[endpoint]
+        prediction = None
+        if pool is not None and sleep is not None:
+            prediction = predict(endpoint, pool["mode"], len(done), sleep,
+                                 pool["pool_size"], pool["max_overflow"])
+        summaries.append(EndpointSummary(
+            endpoint=endpoint,
+            requests=len(done),
+            total=max(c.at for c in done),
+            waves=group_waves(done, sleep) if sleep is not None else [],
+            prediction=prediction,
+            failures=Counter(c.failure for c in done if c.failure),
+        ))
+    return summaries
+
+
+def write_waves_csv(path, summaries):
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(WAVES_COLUMNS)
+        for summary in summaries:
+            predicted = summary.prediction.wave_sizes if summary.prediction else ()
+            for wave in summary.waves:
+                expected = predicted[wave.number - 1] if wave.number <= len(predicted) else 0
+                writer.writerow((wave.endpoint, wave.number, wave.size, expected,
+                                 f"{wave.first:.3f}", f"{wave.last:.3f}", wave.failures))
+
+
+def _sizes(sizes):
+    return " ".join(str(size) for size in sizes)
+
+
+def format_summary(summaries, pool=None):
+    lines = []
+    if pool is not None:
+        lines.append(f"pool-lab burst on the {pool['mode']} mode: pool_size {pool['pool_size']} + "
+                     f"max_overflow {pool['max_overflow']}, pool timeout {pool['timeout']:g} s")
+    for s in summaries:
+        line = f"{s.endpoint}: {s.requests} requests, total {s.total:.2f} s"
+        if s.waves:
+            line += f", waves {_sizes(w.size for w in s.waves)}"
+        lines.append(line)
+        if s.waves and s.prediction is None:
+            lines.append("  prediction: unavailable (the server's /pool did not answer)")
+        elif s.waves:
+            p = s.prediction
+            lines.append(f"  predicted: {_sizes(p.wave_sizes)} ({p.reason}); first wave "
+                         f"{p.wave_sizes[0]}, measured {s.waves[0].size}; ideal total "
+                         f"{p.ideal_total:.2f} s, measured/ideal {s.ratio:.2f}")
+            if s.uneven:
+                lines.append("  UNEVEN: the waves differ from the prediction (see the README, "
+                             "'Uneven waves': QueuePool closes returned overflow connections)")
+        if s.failures:
+            lines.append("  failures: " + ", ".join(f"{cause} {s.failures[cause]}"
+                                                     for cause in FAILURE_CAUSES if s.failures[cause]))
+        else:
+            lines.append("  failures: none")
+    return "\n".join(lines)
