@@ -9,6 +9,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gevent
+import locust.stats
 from locust.contrib.csv_request_logger import CsvRequestLogger
 
 from . import report
@@ -78,6 +80,9 @@ def on_init(environment):
 def finish_burst(environment):
     # Headless runs end on their own; the web UI keeps its charts and can start another burst.
     if environment.parsed_options.headless:
+        # Locust rewrites its --csv files once per CSV_STATS_INTERVAL_SEC and not at quit:
+        # quitting sooner would leave the last answers out of <prefix>_stats.csv.
+        gevent.sleep(locust.stats.CSV_STATS_INTERVAL_SEC + 0.2)
         environment.runner.quit()
     else:
         environment.runner.stop()
@@ -112,7 +117,9 @@ def on_spawning_complete():
         return
     environment = state.environment
     counts = environment.runner.user_classes_count
-    state.burst.begin({cls.endpoint: counts.get(cls.__name__, 0) for cls in environment.user_classes})
+    # A class left without tasks by --tags spawns users that never send: don't wait for them.
+    state.burst.begin({cls.endpoint: counts.get(cls.__name__, 0) if cls.tasks else 0
+                       for cls in environment.user_classes})
 
 
 def on_test_stop(environment):

@@ -86,6 +86,8 @@ def load(environ=None):
         "MAX_SLEEP_SECONDS": max_sleep,
         "POOL_SIZE": _integer(environ, "POOL_SIZE", 5, minimum=1),
         "MAX_OVERFLOW": _integer(environ, "MAX_OVERFLOW", 10, minimum=0),
-        "POOL_TIMEOUT": _seconds(environ, "POOL_TIMEOUT", 30.0),
+        # Whole seconds: Flask-SQLAlchemy builds the engine with engine_from_config, which casts
+        # pool_timeout to int, so 0.5 would silently become 0 (fail at once).
+        "POOL_TIMEOUT": _integer(environ, "POOL_TIMEOUT", 30, minimum=1),
         "PSYCOGREEN": _flag(environ, "PSYCOGREEN"),
     }

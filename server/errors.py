@@ -1,6 +1,6 @@
 """Every error as JSON that names its cause; the worker keeps serving."""
 
-from flask import jsonify
+from flask import current_app, jsonify
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
@@ -31,7 +31,7 @@ def http_error(exc):
 
 def pool_timeout(exc):
     pool = db.engine.pool
-    limit = pool.size() + db.get_app().config["MAX_OVERFLOW"]
+    limit = pool.size() + current_app.config["MAX_OVERFLOW"]
     return error_response(
         503, "pool_timeout",
         f"no database connection free within POOL_TIMEOUT={pool.timeout():g}s: "

@@ -8,7 +8,7 @@ from server.params import BadParameter, sleep_seconds
 
 def test_defaults_match_the_original():
     settings = load({})
-    assert (settings["POOL_SIZE"], settings["MAX_OVERFLOW"], settings["POOL_TIMEOUT"]) == (5, 10, 30.0)
+    assert (settings["POOL_SIZE"], settings["MAX_OVERFLOW"], settings["POOL_TIMEOUT"]) == (5, 10, 30)
     assert (settings["SLEEP_SECONDS"], settings["MAX_SLEEP_SECONDS"]) == (5.0, 60.0)
     assert settings["DATABASE_URL"] is None and settings["PSYCOGREEN"] is False
 
@@ -17,7 +17,9 @@ def test_defaults_match_the_original():
     ({"POOL_SIZE": "five"}, "POOL_SIZE must be a whole number"),
     ({"POOL_SIZE": "0"}, "POOL_SIZE must be at least 1"),
     ({"MAX_OVERFLOW": "-1"}, "MAX_OVERFLOW must be at least 0"),
-    ({"POOL_TIMEOUT": "soon"}, "POOL_TIMEOUT must be a number"),
+    ({"POOL_TIMEOUT": "soon"}, "POOL_TIMEOUT must be a whole number"),
+    ({"POOL_TIMEOUT": "0.5"}, "POOL_TIMEOUT must be a whole number"),
+    ({"POOL_TIMEOUT": "0"}, "POOL_TIMEOUT must be at least 1"),
     ({"MAX_SLEEP_SECONDS": "inf"}, "MAX_SLEEP_SECONDS must be a finite"),
     ({"SLEEP_SECONDS": "90"}, "must not exceed MAX_SLEEP_SECONDS"),
     ({"PSYCOGREEN": "maybe"}, "PSYCOGREEN must be true or false"),

@@ -1,0 +1,94 @@
+"""Real headless Locust runs of the lab's profiles against real modes."""
+
+import csv
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, free_port
+from lab.report import WAVES_COLUMNS
+
+SLEEP = 0.3
+
+
+def run_locust(host, prefix, profile="5-users", *args):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "--config", f"profiles/{profile}.conf", "-H", host,
+         "--sleep-seconds", str(SLEEP), "--csv", str(prefix), "--html", f"{prefix}.html",
+         "--run-time", "90s", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=150,
+    )
+    return result, time.monotonic() - started
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def wave_sizes(prefix):
+    rows = read_csv(f"{prefix}_waves.csv")
+    assert tuple(rows[0]) == WAVES_COLUMNS
+    sizes = {}
+    for row in rows:
+        sizes.setdefault(row["endpoint"], []).append(int(row["size"]))
+    return sizes
+
+
+@pytest.mark.parametrize("mode, python_waves, postgres_waves", [
+    ("sync", [1] * 5, [1] * 5),
+    ("gevent", [5], [1] * 5),
+    ("green", [5], [5]),
+])
+def test_five_user_profile_shows_each_mode_and_ends_by_itself(lab, tmp_path, mode, python_waves, postgres_waves):
+    prefix = tmp_path / "five"
+    result, seconds = run_locust(lab(mode).url, prefix)
+    assert result.returncode == 0, result.stderr
+    # Ended by itself: far sooner than the 90 s cap (sync needs about 2 x 5 x 0.3 s).
+    assert seconds < 45
+    assert wave_sizes(prefix) == {"python": python_waves, "postgres": postgres_waves}
+    stats = {row["Name"]: row for row in read_csv(f"{prefix}_stats.csv")}
+    for name in ("/sleep/python/", "/sleep/postgres/"):
+        assert (stats[name]["Request Count"], stats[name]["Failure Count"]) == ("5", "0")
+    assert len(read_csv(f"{prefix}_requests.csv")) == 10
+    assert (tmp_path / "five.html").stat().st_size > 0
+    assert f"pool-lab burst on the {mode} mode" in result.stdout
+    assert "failures: none" in result.stdout and "UNEVEN" not in result.stdout
+
+
+def test_hundred_user_profile_in_green_mode_fills_the_pool_first(lab, tmp_path):
+    prefix = tmp_path / "hundred"
+    result, _ = run_locust(lab("green").url, prefix, "100-users")
+    assert result.returncode == 0, result.stderr
+    sizes = wave_sizes(prefix)
+    assert sizes["python"] == [100]
+    assert sizes["postgres"][0] == 5 + 10
+    assert sum(sizes["postgres"]) == 100
+    rows = read_csv(f"{prefix}_waves.csv")
+    assert [int(r["predicted_size"]) for r in rows if r["endpoint"] == "postgres"][:7] == [15] * 6 + [10]
+    assert "first wave 15, measured 15; ideal total 2.10 s" in result.stdout
+
+
+def test_pool_timeouts_are_counted_by_cause(lab, tmp_path):
+    server = lab("green", POOL_SIZE=1, MAX_OVERFLOW=0, POOL_TIMEOUT=1)
+    prefix = tmp_path / "timeouts"
+    # One request holds the only connection for 1.5 s; the other four give up after 1 s.
+    result, _ = run_locust(server.url, prefix, "5-users", "PostgresSleepUser", "-u", "5",
+                           "--sleep-seconds", "1.5")
+    # Locust exits 1 when requests failed; the report says why they failed.
+    assert result.returncode == 1, result.stderr
+    assert "failures: pool_timeout 4" in result.stdout
+    assert "pool timeout 1 s" in result.stdout
+    rows = read_csv(f"{prefix}_waves.csv")
+    assert sum(int(r["failures"]) for r in rows) == 4
+
+
+def test_an_unreachable_server_is_a_connection_error(tmp_path):
+    prefix = tmp_path / "refused"
+    result, _ = run_locust(f"http://127.0.0.1:{free_port()}", prefix, "5-users", "PythonSleepUser", "-u", "2")
+    assert result.returncode == 1
+    assert "failures: connection_error 2" in result.stdout
+    assert "prediction: unavailable" in result.stdout
