@@ -65,6 +65,16 @@ def psycopg2_url(raw):
     return url
 
 
+POOL_CLASSES = ("queue", "fair")
+
+
+def _choice(environ, name, choices):
+    raw = environ.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _database_url(environ):
     raw = environ.get("DATABASE_URL", "").strip()
     if not raw:
@@ -90,4 +100,6 @@ def load(environ=None):
         # pool_timeout to int, so 0.5 would silently become 0 (fail at once).
         "POOL_TIMEOUT": _integer(environ, "POOL_TIMEOUT", 30, minimum=1),
         "PSYCOGREEN": _flag(environ, "PSYCOGREEN"),
+        # queue: SQLAlchemy's stock QueuePool (the original's behaviour); fair: server.pool.FairQueuePool.
+        "POOL_CLASS": _choice(environ, "POOL_CLASS", POOL_CLASSES),
     }

@@ -7,6 +7,7 @@ from sqlalchemy import String, delete, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .config import psycopg2_url
+from .pool import FairQueuePool
 
 SEED_ROWS = 50
 # Any constant key: serializes init-db between the lab's masters starting at once.
@@ -68,5 +69,7 @@ def init_app(app):
         # A connection broken by a database restart is replaced at checkout, not handed to a request.
         "pool_pre_ping": True,
     }
+    if app.config["POOL_CLASS"] == "fair":
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"]["poolclass"] = FairQueuePool
     db.init_app(app)
     app.cli.add_command(init_db_command)
