@@ -10,7 +10,7 @@ import pytest
 
 from conftest import BIN_PATH, PROCFILE, ROOT, LabServer, free_port, start_mode
 
-MODES = ("sync", "gevent", "green")
+MODES = tuple(PROCFILE)
 
 
 def start_honcho(pgdata, log_path):
@@ -48,8 +48,10 @@ def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart
     pgdata = tmp_path / "pgdata"
     process, servers = start_honcho(pgdata, tmp_path / "honcho-1.log")
     try:
-        modes = {server.get_json("/pool")[1]["mode"] for server in servers}
-        assert modes == set(MODES)
+        pools = {server.mode: server.get_json("/pool")[1] for server in servers}
+        assert {name: pool["mode"] for name, pool in pools.items()} == {
+            "sync": "sync", "gevent": "gevent", "green": "green", "fair": "green"}
+        assert pools["fair"]["pool_class"] == "server.pool.FairQueuePool"
         for server in servers:
             status, body = server.get_json("/sleep/postgres/?seconds=0")
             assert (status, body["todo_count"]) == (200, 50)
