@@ -37,12 +37,12 @@ def sleep_seconds_option(raw):
 
 
 def add_options(parser):
-    group = parser.add_argument_group("pool-lab")
-    group.add_argument("--behaviour", choices=BEHAVIOURS, default="steady",
+    # On the parser itself, not an argument group: only Locust's add_argument puts them in the web UI.
+    parser.add_argument("--behaviour", choices=BEHAVIOURS, default="steady",
                        help="burst: every user sends one request at once (python first, then "
                             "postgres) and the run ends when all are answered; steady: users loop "
                             "with no wait, for the charts")
-    group.add_argument("--sleep-seconds", type=sleep_seconds_option, default="",
+    parser.add_argument("--sleep-seconds", type=sleep_seconds_option, default="",
                        help="?seconds= sent with every request; empty: the server's SLEEP_SECONDS")
 
 

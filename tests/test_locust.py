@@ -92,3 +92,45 @@ def test_an_unreachable_server_is_a_connection_error(tmp_path):
     assert result.returncode == 1
     assert "failures: connection_error 2" in result.stdout
     assert "prediction: unavailable" in result.stdout
+
+
+def test_web_ui_offers_the_lab_options_and_runs_a_burst(lab, tmp_path):
+    import json
+    import urllib.parse
+    import urllib.request
+
+    port = free_port()
+    prefix = tmp_path / "ui"
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", "locustfile.py", "--web-host", "127.0.0.1",
+         "--web-port", str(port), "--csv", str(prefix)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = urllib.request.urlopen(base, timeout=2).read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and ui.poll() is None
+                time.sleep(0.2)
+        assert '"behaviour": {"choices": ["steady", "burst"]' in page
+        assert '"sleep_seconds": {' in page
+        form = urllib.parse.urlencode({"user_count": 4, "spawn_rate": 4, "host": lab("green").url,
+                                       "behaviour": "burst", "sleep_seconds": SLEEP}).encode()
+        assert json.load(urllib.request.urlopen(f"{base}/swarm", data=form, timeout=10))["success"]
+        waves = tmp_path / "ui_waves.csv"
+        while True:
+            stats = json.load(urllib.request.urlopen(f"{base}/stats/requests", timeout=5))
+            # Locust sets "stopped" just before firing test_stop, which writes the waves.
+            if stats["state"] == "stopped" and waves.exists():
+                break
+            assert time.monotonic() < deadline + 30
+            time.sleep(0.2)
+        # The burst stopped the test by itself, and the UI is still there for the next one.
+        assert {s["name"]: s["num_requests"] for s in stats["stats"]}["Aggregated"] == 4
+        assert wave_sizes(prefix) == {"python": [2], "postgres": [2]}
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
