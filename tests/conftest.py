@@ -1,35 +1,18 @@
 """Fixtures that hand tests a real PostgreSQL, an app and client on it, and real Gunicorn modes."""
 
 import http.client
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from honcho.environ import parse_procfile
 
+from lab.servers import start_mode
 from lab.waves import Completion
 from server import create_app, embedded
 
-ROOT = Path(__file__).resolve().parent.parent
-PROCFILE = parse_procfile((ROOT / "Procfile").read_text()).processes
-# The Procfile calls `gunicorn` by name: find the one installed beside this Python.
-BIN_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 # Short enough to keep the suite fast, long enough to stand far above the machine's noise.
 SLEEP = 0.5
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -56,62 +39,6 @@ def app(database_url):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-@dataclass
-class LabServer:
-    """One mode of the lab, started from its Procfile line."""
-    mode: str
-    url: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def get(self, path, timeout=30):
-        connection = http.client.HTTPConnection(self.url.removeprefix("http://"), timeout=timeout)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        finally:
-            connection.close()
-
-    def get_json(self, path):
-        status, _, body = self.get(path)
-        return status, json.loads(body)
-
-    def log(self):
-        return self.log_path.read_text()
-
-    def stop(self):
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
-def start_mode(mode, environment, log_path, timeout=60):
-    """Run one Procfile process on a free port and wait until it answers /pool."""
-    port = free_port()
-    env = {**os.environ, "PATH": BIN_PATH, **environment, f"{mode.upper()}_PORT": str(port)}
-    log = log_path.open("w")
-    process = subprocess.Popen(PROCFILE[mode], shell=True, cwd=ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = LabServer(mode, f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{mode} exited with {process.returncode}:\n{server.log()}")
-        try:
-            if server.get("/pool", timeout=2)[0] == 200:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"{mode} did not answer within {timeout}s:\n{server.log()}")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import time
 import psycopg2
 import pytest
 
-from conftest import BIN_PATH, PROCFILE, ROOT, LabServer, free_port, start_mode
+from lab.servers import BIN_PATH, PROCFILE, ROOT, LabServer, free_port, start_mode
 
 MODES = tuple(PROCFILE)
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, free_port
+from lab.servers import ROOT, free_port
 from lab.report import WAVES_COLUMNS
 
 SLEEP = 0.3

@@ -1,0 +1,83 @@
+"""Starting and stopping the lab's modes from their Procfile lines, on free loopback ports."""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from honcho.environ import parse_procfile
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCFILE = parse_procfile((ROOT / "Procfile").read_text()).processes
+# The Procfile calls `gunicorn` by name: find the one installed beside this Python.
+BIN_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class LabServer:
+    """One mode of the lab, at `url`; `process` is None for a server someone else runs."""
+    mode: str
+    url: str
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def get(self, path, timeout=30):
+        connection = http.client.HTTPConnection(self.url.removeprefix("http://"), timeout=timeout)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def get_json(self, path):
+        status, _, body = self.get(path)
+        return status, json.loads(body)
+
+    def log(self):
+        return self.log_path.read_text() if self.log_path else ""
+
+    def stop(self):
+        """SIGTERM the mode's process group, as honcho would, and wait for its graceful exit."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def start_mode(mode, environment, log_path, timeout=60):
+    """Run one Procfile process on a free port and wait until it answers /pool."""
+    port = free_port()
+    env = {**os.environ, "PATH": BIN_PATH, **environment, f"{mode.upper()}_PORT": str(port)}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(PROCFILE[mode], shell=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = LabServer(mode, f"http://127.0.0.1:{port}", process, Path(log_path))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{mode} exited with {process.returncode}:\n{server.log()}")
+        try:
+            if server.get("/pool", timeout=2)[0] == 200:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"{mode} did not answer within {timeout}s:\n{server.log()}")
