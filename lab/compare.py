@@ -95,10 +95,11 @@ def count_answers(request_log):
     return counts
 
 
-def run_locust(variant, server, profile, sleep, prefix, per_endpoint, progress):
+def run_locust(variant, server, profile, sleep, prefix, per_endpoint, progress, extra_args=()):
     """One headless Locust run of `profile` against `server`; returns its exit code."""
     command = [sys.executable, "-m", "locust", "--config", str(profile), "-H", server.url,
-               "--csv", str(prefix), "--html", f"{prefix}.html", "--sleep-seconds", str(sleep)]
+               "--csv", str(prefix), "--html", f"{prefix}.html", "--sleep-seconds", str(sleep),
+               *extra_args]
     with open(f"{prefix}_locust.log", "w") as log:
         locust = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL)
@@ -118,11 +119,11 @@ def run_locust(variant, server, profile, sleep, prefix, per_endpoint, progress):
     return locust.returncode
 
 
-def measure(variant, server, profile, sleep, prefix, per_endpoint, progress):
+def measure(variant, server, profile, sleep, prefix, per_endpoint, progress, extra_args=()):
     status, pool = server.get_json("/pool")
     if status != 200:
         raise RuntimeError(f"{variant.label}: /pool answered {status}")
-    code = run_locust(variant, server, profile, sleep, prefix, per_endpoint, progress)
+    code = run_locust(variant, server, profile, sleep, prefix, per_endpoint, progress, extra_args)
     completions = report.read_request_log(f"{prefix}_requests.csv")
     if not completions:
         raise RuntimeError(f"{variant.label}: Locust answered nothing (exit {code}); see {prefix}_locust.log")

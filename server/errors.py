@@ -32,18 +32,17 @@ def http_error(exc):
 def pool_timeout(exc):
     pool = db.engine.pool
     limit = pool.size() + current_app.config["MAX_OVERFLOW"]
-    return error_response(
-        503, "pool_timeout",
-        f"no database connection free within POOL_TIMEOUT={pool.timeout():g}s: "
-        f"all {limit} connections (pool_size {pool.size()} + max_overflow "
-        f"{limit - pool.size()}) are in use",
-        **{"Retry-After": str(max(1, round(pool.timeout())))},
-    )
+    message = (f"no database connection free within POOL_TIMEOUT={pool.timeout():g}s: "
+               f"all {limit} connections (pool_size {pool.size()} + max_overflow "
+               f"{limit - pool.size()}) are in use")
+    current_app.logger.warning("503 pool_timeout: %s", message)
+    return error_response(503, "pool_timeout", message, **{"Retry-After": str(max(1, round(pool.timeout())))})
 
 
 def database_error(exc):
     # Only the driver's first line: it names the cause (refused, terminated) without the SQL or the URL.
     cause = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    current_app.logger.warning("503 database_unavailable: %s", cause)
     return error_response(503, "database_unavailable", f"the database failed: {cause}",
                           **{"Retry-After": "1"})
 

@@ -1,10 +1,11 @@
-"""`honcho start` as a newcomer runs it: three modes on one embedded PostgreSQL."""
+"""`honcho start` as a newcomer runs it: every mode on one embedded PostgreSQL, crash or not."""
 
 import os
 import signal
 import subprocess
 import time
 
+import psutil
 import psycopg2
 import pytest
 
@@ -100,3 +101,34 @@ def test_bad_configuration_stops_start_up_with_one_line(environment, line):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert result.stdout == "" and result.stderr.strip() == line
+
+
+def kill_everything(process, pgdata):
+    """A crash: SIGKILL honcho, every mode it started, and the embedded PostgreSQL."""
+    victims = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    postmaster = (pgdata / "postmaster.pid").read_text().splitlines()[0]
+    victims.append(psutil.Process(int(postmaster)))
+    for victim in victims:
+        victim.kill()
+    psutil.wait_procs(victims, timeout=30)
+    process.wait(timeout=30)
+
+
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL replaces the embedded server")
+def test_after_a_crash_the_next_start_is_clean(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    process, _ = start_honcho(pgdata, tmp_path / "honcho-1.log")
+    kill_everything(process, pgdata)
+    # What the crash left: a postmaster.pid and pgserver's list of handles, all dead.
+    assert postmaster_running(pgdata)
+
+    process, servers = start_honcho(pgdata, tmp_path / "honcho-2.log")
+    try:
+        for server in servers:
+            status, body = server.get_json("/sleep/postgres/?seconds=0")
+            assert (status, body["todo_count"]) == (200, 50)
+    finally:
+        stop_honcho(process)
+    # Stopped cleanly: no PostgreSQL left behind, so no stale lock for the start after.
+    assert not postmaster_running(pgdata)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(pgdata) in " ".join(p.info["cmdline"] or [])]
