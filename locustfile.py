@@ -62,6 +62,11 @@ def start_request_log(environment, **kwargs):
     locust_hooks.on_init(environment)
 
 
+@events.request.add_listener
+def keep_server_timing(name, start_time, response_time, response, exception, **kwargs):
+    locust_hooks.on_request(name, start_time, response_time, response, exception)
+
+
 @events.test_start.add_listener
 def read_options_and_pool(environment, **kwargs):
     locust_hooks.on_test_start(environment)

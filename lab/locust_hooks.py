@@ -57,6 +57,8 @@ class LabRun:
     query: dict = field(default_factory=dict)
     started: float = 0.0
     pool: dict | None = None
+    # Per answered request: the server's own timestamps next to the load generator's.
+    server_timings: list = field(default_factory=list)
 
 
 state: LabRun = None
@@ -108,8 +110,23 @@ def on_test_start(environment):
     state.behaviour = options.behaviour
     state.query = {"seconds": seconds} if seconds else {}
     state.started = time.time()
+    state.server_timings = []
     state.pool = fetch_pool(environment.host)
     state.burst.reset()
+
+
+def on_request(name, start_time, response_time, response, exception):
+    """Keep the server's timestamps of each answer, for splitting its time by part."""
+    if exception or response is None or state is None:
+        return
+    try:
+        answer = json.loads(response.text)
+        state.server_timings.append({
+            "endpoint": report.endpoint_of(name), "sent": start_time, "done": start_time + response_time / 1000,
+            "server_started": answer["started_at"], "server_finished": answer["finished_at"],
+            "pool_wait": answer.get("pool_wait", ""), "query_seconds": answer.get("query_seconds", "")})
+    except (TypeError, ValueError, KeyError):
+        pass
 
 
 def on_spawning_complete():
@@ -135,4 +152,5 @@ def on_test_stop(environment):
     sleep = float(state.query["seconds"]) if state.query else (state.pool or {}).get("sleep_seconds")
     summaries = report.summarize(completions, sleep, state.pool)
     report.write_waves_csv(f"{state.prefix}_waves.csv", summaries)
+    report.write_server_timings(f"{state.prefix}_server_timing.csv", state.server_timings)
     print(f"{report.format_summary(summaries, state.pool)}\nwaves: {state.prefix}_waves.csv", flush=True)

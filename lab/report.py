@@ -13,6 +13,8 @@ from .waves import Completion, group_waves, predict
 
 FAILURE_CAUSES = ("pool_timeout", "connection_error", "other")
 WAVES_COLUMNS = ("endpoint", "wave", "size", "predicted_size", "first_s", "last_s", "failures")
+SERVER_TIMING_COLUMNS = ("endpoint", "sent", "done", "server_started", "server_finished", "pool_wait",
+                         "query_seconds")
 
 
 def endpoint_of(request_name):
@@ -117,6 +119,15 @@ def write_waves_csv(path, summaries):
                 expected = predicted[wave.number - 1] if wave.number <= len(predicted) else 0
                 writer.writerow((wave.endpoint, wave.number, wave.size, expected,
                                  f"{wave.first:.3f}", f"{wave.last:.3f}", wave.failures))
+
+
+def write_server_timings(path, timings):
+    """Per answered request: when the load generator sent it and got the answer, and when the
+    server began and finished its handler (Unix time, one clock: the same machine)."""
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=SERVER_TIMING_COLUMNS)
+        writer.writeheader()
+        writer.writerows(timings)
 
 
 def _sizes(sizes):

@@ -22,10 +22,15 @@ def requested_seconds():
 
 
 def sleep_response(endpoint, seconds, started, **extra):
+    finished = time.time()
     return jsonify(
         endpoint=endpoint,
         seconds=seconds,
-        elapsed=round(time.perf_counter() - started, 4),
+        elapsed=round(finished - started, 4),
+        # Wall-clock times, comparable with the load generator's on the same machine:
+        # the benchmark splits a request's time into load generator, server and database.
+        started_at=round(started, 6),
+        finished_at=round(finished, 6),
         mode=runtime.server_mode(),
         pid=os.getpid(),
         **extra,
@@ -35,7 +40,7 @@ def sleep_response(endpoint, seconds, started, **extra):
 @bp.get("/sleep/python/")
 def python_sleep():
     seconds = requested_seconds()
-    started = time.perf_counter()
+    started = time.time()
     # No database here, on purpose: this endpoint measures Python's sleep alone,
     # and keeps answering when the database is down.
     time.sleep(seconds)
@@ -45,13 +50,17 @@ def python_sleep():
 @bp.get("/sleep/postgres/")
 def postgres_sleep():
     seconds = requested_seconds()
-    started = time.perf_counter()
+    started = time.time()
+    db.session.connection()  # checks a connection out of the pool (and pings it): may wait
+    connected = time.time()
     # A bound parameter, never string formatting: the value reaches SQL as data.
     db.session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+    queried = time.time()
     # The count, not the 50 rows the original sent: it proves the query ran on the same
     # checked-out connection, while keeping 100-user Locust runs about the sleep, not JSON size.
     todo_count = db.session.scalar(select(func.count()).select_from(Todo))
-    return sleep_response("postgres", seconds, started, todo_count=todo_count)
+    return sleep_response("postgres", seconds, started, todo_count=todo_count,
+                          pool_wait=round(connected - started, 6), query_seconds=round(queried - connected, 6))
 
 
 @bp.get("/pool")
