@@ -80,3 +80,5 @@ def test_pool_never_shows_the_password(lab, database_url):
     assert "s3cret-pw" not in str(pool)
     assert server.get_json("/sleep/postgres/?seconds=0")[0] == 200
     assert "s3cret-pw" not in server.log()
+    # Loopback only, by default.
+    assert f"Listening at: {server.url} " in server.log() and server.url.startswith("http://127.0.0.1:")
