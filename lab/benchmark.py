@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .compare import ENDPOINTS, Variant, measure, progress
+from .compare import Variant, measure, progress
 from .servers import ROOT, start_mode
 
 PROFILE = ROOT / "profiles" / "100-users.conf"

@@ -117,7 +117,8 @@ def on_test_start(environment):
 
 def on_request(name, start_time, response_time, response, exception):
     """Keep the server's timestamps of each answer, for splitting its time by part."""
-    if exception or response is None or state is None:
+    # Burst runs only: a steady run may answer millions, which the timings have no use for.
+    if exception or response is None or state is None or state.behaviour != "burst":
         return
     try:
         answer = json.loads(response.text)
