@@ -30,8 +30,10 @@ def compare(database_url, *args):
     mark = uuid.uuid4().hex
     env = {**os.environ, "DATABASE_URL": database_url, "POOL_LAB_TEST_MARK": mark}
     command = [sys.executable, "-m", "lab.compare", *args]
+    # As from a terminal: SIGINT at its default, even where CI's shell started us with it ignored.
     return mark, subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
+                                  stderr=subprocess.STDOUT, text=True,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def read_rows(path):
