@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from .waves import Completion, group_waves, predict
 
-FAILURE_CAUSES = ("pool_timeout", "connection_error", "other")
+FAILURE_CAUSES = ("pool_timeout", "database_unavailable", "connection_error", "other")
 WAVES_COLUMNS = ("endpoint", "wave", "size", "predicted_size", "first_s", "last_s", "failures")
 SERVER_TIMING_COLUMNS = ("endpoint", "sent", "done", "server_started", "server_finished", "pool_wait",
                          "query_seconds")
@@ -34,12 +34,16 @@ def failure_message(status_code, body):
 
 
 def classify_failure(status_code, exception):
-    """The cause of a failed request: pool_timeout, connection_error or other; None if it succeeded."""
+    """The cause of a failed request, one of FAILURE_CAUSES; None if it succeeded.
+
+    failure_message() leads with the server's own error code, so the code names the cause.
+    """
     if not exception:
         return None
-    if "pool_timeout" in exception:
-        return "pool_timeout"
-    if int(status_code or 0) == 0 or "connection_error" in exception:
+    code = exception.split(":", 1)[0]
+    if code in FAILURE_CAUSES:
+        return code
+    if int(status_code or 0) == 0:
         return "connection_error"
     return "other"
 
