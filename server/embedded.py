@@ -9,6 +9,9 @@ It listens on a Unix socket only, so it adds no network port at all.
 
 import json
 import os
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -25,30 +28,85 @@ def data_directory(environ=None):
     return Path(environ.get("EMBEDDED_PGDATA") or DEFAULT_PGDATA).expanduser().resolve()
 
 
+REAPER_LOCK_FILE = ".reaper.lock"
+REAPER_INTERVAL = 0.5
+
+
+def _pgserver():
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to /tmp, which is fine here.
+        warnings.simplefilter("ignore")
+        import pgserver
+    return pgserver
+
+
 def _forget_dead_handles(pgdata):
-    """Drop pids of processes that died without releasing their handle.
+    """Drop pids of processes that died without releasing their handle; return the live ones.
 
     pgserver only stops the server when the exiting process is the last one in
     its list; a handle left by a killed process would keep it running forever.
     """
     handles = pgdata / HANDLE_PIDS_FILE
     if not handles.exists():
-        return
+        return []
     pids = json.loads(handles.read_text() or "[]")
     alive = [pid for pid in pids if psutil.pid_exists(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
+    return alive
 
 
-def start(pgdata=None):
-    """Start (or join) the embedded server; this process holds a handle until it exits."""
+def start(pgdata=None, reaper=False):
+    """Start (or join) the embedded server; this process holds a handle until it exits.
+
+    With reaper=True a detached watcher also stops the server once every holder is gone,
+    even holders that were killed before they could stop it (honcho kills what has not
+    stopped 5 s after Ctrl-C).
+    """
     pgdata = data_directory() if pgdata is None else Path(pgdata)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to /tmp, which is fine here.
-        warnings.simplefilter("ignore")
-        import pgserver
+    pgserver = _pgserver()
     with pgserver.PostgresServer._lock:
         if pgdata.exists():
             _forget_dead_handles(pgdata)
-    return pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    if reaper:
+        subprocess.Popen([sys.executable, "-m", "server.embedded", "reap", str(pgdata)], cwd=PROJECT_ROOT,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    return server
+
+
+def reap(pgdata):
+    """Watch the handles on `pgdata`; when none is alive, stop the server and exit.
+
+    One reaper per data directory: every mode's master starts one, and all but the first
+    give up after a short wait (long enough for a reaper that is just stopping the server
+    to hand over to the one a new start brings).
+    """
+    import fasteners
+
+    pgserver = _pgserver()
+    reaper_lock = fasteners.InterProcessLock(pgdata / REAPER_LOCK_FILE)
+    if not reaper_lock.acquire(timeout=2):
+        return
+    # pgserver runs PostgreSQL as its own system user when it runs as root.
+    user = "pgserver" if os.geteuid() == 0 else None
+    try:
+        while True:
+            # Under pgserver's lock: no holder can join between the check and the stop.
+            with pgserver.PostgresServer._lock:
+                if not _forget_dead_handles(pgdata):
+                    if (pgdata / "postmaster.pid").exists():
+                        try:
+                            pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+                        except subprocess.CalledProcessError:
+                            pass  # a stale postmaster.pid: nothing was running
+                    return
+            time.sleep(REAPER_INTERVAL)
+    finally:
+        reaper_lock.release()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["reap"]:
+    reap(Path(sys.argv[2]))

@@ -44,6 +44,17 @@ def postmaster_running(pgdata):
     return (pgdata / "postmaster.pid").exists()
 
 
+def stopped_within(pgdata, seconds=15):
+    """True once PostgreSQL has stopped: at once when the last mode stopped it, or soon after
+    through the reaper when honcho had to kill a mode that was slow to stop."""
+    deadline = time.monotonic() + seconds
+    while postmaster_running(pgdata):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL replaces the embedded server")
 def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart(tmp_path):
     pgdata = tmp_path / "pgdata"
@@ -63,7 +74,7 @@ def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart
     finally:
         stop_honcho(process)
     # The last mode to stop took the embedded server down with it.
-    assert not postmaster_running(pgdata)
+    assert stopped_within(pgdata)
 
     process, servers = start_honcho(pgdata, tmp_path / "honcho-2.log")
     try:
@@ -76,7 +87,7 @@ def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart
         connection.close()
     finally:
         stop_honcho(process)
-    assert not postmaster_running(pgdata)
+    assert stopped_within(pgdata)
 
 
 def test_with_database_url_nothing_embedded_starts(database_url, tmp_path):
@@ -129,6 +140,19 @@ def test_after_a_crash_the_next_start_is_clean(tmp_path):
             assert (status, body["todo_count"]) == (200, 50)
     finally:
         stop_honcho(process)
-    # Stopped cleanly: no PostgreSQL left behind, so no stale lock for the start after.
-    assert not postmaster_running(pgdata)
+    # Stopped cleanly: no PostgreSQL nor reaper left behind, so no stale lock for the start after.
+    assert stopped_within(pgdata)
+    time.sleep(3)  # the extra reapers give up within 2 s
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(pgdata) in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL replaces the embedded server")
+def test_a_mode_killed_before_it_could_stop_the_database_is_covered_by_the_reaper(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    process, _ = start_honcho(pgdata, tmp_path / "honcho.log")
+    # What honcho does to a mode still stopping 5 s after Ctrl-C: SIGKILL, so no atexit runs.
+    masters = [p for p in psutil.Process(process.pid).children(recursive=True) if "gunicorn" in " ".join(p.cmdline())]
+    for master in masters:
+        master.kill()
+    stop_honcho(process)
+    assert stopped_within(pgdata)
