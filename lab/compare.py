@@ -10,6 +10,7 @@ own commands on free ports, stopped on exit, Ctrl-C or failure.
 
 import argparse
 import csv
+import math
 import os
 import re
 import subprocess
@@ -86,10 +87,7 @@ def count_answers(request_log):
     """Answered requests per endpoint so far, for the progress line."""
     counts = dict.fromkeys(ENDPOINTS, 0)
     try:
-        with open(request_log, newline="") as log:
-            for row in csv.DictReader(log):
-                endpoint = report.endpoint_of(row["name"])
-                counts[endpoint] = counts.get(endpoint, 0) + 1
+        counts.update({endpoint: len(done) for endpoint, done in report.read_request_log(request_log).items()})
     except FileNotFoundError:
         pass
     return counts
@@ -221,8 +219,8 @@ def parse_args(argv=None):
     profile = read_profile(args.profile)
     if args.sleep_seconds is None:
         args.sleep_seconds = float(profile.get("sleep-seconds") or 5)
-    if args.sleep_seconds < 0:
-        parser.error("--sleep-seconds must be >= 0")
+    if not math.isfinite(args.sleep_seconds) or args.sleep_seconds < 0:
+        parser.error("--sleep-seconds must be a finite number >= 0")
     # Locust splits the profile's users evenly between the two user classes.
     args.per_endpoint = int(profile.get("users", 2)) // len(ENDPOINTS)
     return args
