@@ -19,14 +19,14 @@ def plot_completions(path, results, sleep):
     for row, result in enumerate(results):
         for column, endpoint in enumerate(ENDPOINTS):
             ax = axes[row][column]
-            done = sorted(c.at for c in result.completions.get(endpoint, []))
+            ordered = sorted(result.completions.get(endpoint, []), key=lambda c: c.at)
+            done = [c.at for c in ordered]
             summary = result.summary(endpoint)
             if not done:
                 ax.set_axis_off()
                 continue
             ax.step(range(1, len(done) + 1), done, where="mid", color="tab:blue", marker=".", markersize=3)
-            failed = [(i, c.at) for i, c in enumerate(sorted(result.completions[endpoint], key=lambda c: c.at), 1)
-                      if c.failure]
+            failed = [(i, c.at) for i, c in enumerate(ordered, 1) if c.failure]
             if failed:
                 ax.scatter(*zip(*failed), color="tab:red", s=12, zorder=3)
             waves_predicted = len(summary.prediction.wave_sizes) if summary.prediction else 0
