@@ -1,11 +1,12 @@
-"""Gunicorn settings shared by every mode of the lab; the Procfile picks worker class and port."""
+"""Gunicorn settings shared by every mode of the lab; the Procfile picks name, worker class and port.
+
+Gunicorn reads this file from the working directory by itself, and treats every module-level
+name that matches a setting as one ("config" is a setting too): import with care.
+"""
 
 import os
-import subprocess
 import sys
 
-# Gunicorn reads every module-level name that matches a setting ("config" is one): import with care.
-from server import embedded, runtime
 from server.config import ConfigError, load as load_settings
 
 try:
@@ -13,6 +14,8 @@ try:
 except ConfigError as error:
     sys.exit(f"pool-lab: {error}")
 
+# The app, once for every mode (the Procfile lines name no app).
+wsgi_app = "server:create_app()"
 # Overridden per mode by -b in the Procfile; set here so Gunicorn never falls back to 0.0.0.0:$PORT.
 bind = ["127.0.0.1:8000"]
 # One worker per mode, like the original: the lab shows what a single worker can overlap.
@@ -24,19 +27,21 @@ preload_app = False
 timeout = int(settings["MAX_SLEEP_SECONDS"]) + 30
 # On SIGTERM, in-flight sleeps (at most MAX_SLEEP_SECONDS each) get to finish.
 graceful_timeout = int(settings["MAX_SLEEP_SECONDS"]) + 5
-# Three masters run at once; they would all claim the same default control socket path.
+# Several masters run at once; they would all claim the same default control socket path.
 control_socket_disable = True
 
 
 def on_starting(server):
+    import subprocess
+
+    from server import embedded
+
     # Refuse a mode that would silently measure something else.
     if settings["PSYCOGREEN"] and not server.cfg.worker_class_str.startswith("gevent"):
         sys.exit(f"pool-lab: PSYCOGREEN=true needs the gevent worker (-k gevent), "
                  f"not {server.cfg.worker_class_str!r}")
-    if not settings["DATABASE_URL"]:
-        # The master takes the embedded server's handle; workers inherit the URL.
-        os.environ["DATABASE_URL"] = embedded.start(reaper=True).get_uri()
-        server.log.info("embedded PostgreSQL ready in %s", embedded.data_directory())
+    # The master takes the embedded server's handle (when DATABASE_URL is unset); workers inherit the URL.
+    os.environ["DATABASE_URL"] = embedded.database_url(settings["DATABASE_URL"], reaper=True)
     # Run as a child, so the master never imports the app before its workers patch with gevent.
     seeded = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "server", "init-db", "--if-empty"],
@@ -49,9 +54,10 @@ def on_starting(server):
 
 
 def post_fork(server, worker):
-    # Read by the app's /pool, so it reports the worker class it really runs in.
-    worker_class = type(worker)
-    os.environ[runtime.WORKER_CLASS_VARIABLE] = f"{worker_class.__module__}.{worker_class.__qualname__}"
+    from server import runtime
+
+    # Read by the app's /pool, so it reports the worker it really runs in.
+    runtime.describe_worker(server.cfg, worker)
     if settings["PSYCOGREEN"]:
         # psycopg2 then waits for the database through gevent, so a query yields to other greenlets.
         from psycogreen.gevent import patch_psycopg

@@ -3,17 +3,32 @@
     locust -f locustfile.py                                   # web UI
     locust --config profiles/5-users.conf -H http://127.0.0.1:8003
 
-The lab's logic lives in lab/ (waves, predictions, report); this file wires it to Locust.
+The lab's logic lives in lab/ (waves, predictions, report); lab.locust_plugin wires it to Locust.
 """
 
 from locust import FastHttpUser, constant, events, tag, task
 
-from lab import locust_hooks
+from lab import report
+from lab.locust_plugin import LabRun
+from server.params import seconds_option
+
+lab = LabRun()
 
 
 @events.init_command_line_parser.add_listener
 def add_lab_options(parser):
-    locust_hooks.add_options(parser)
+    # On the parser itself, not an argument group: only Locust's add_argument puts them in the web UI.
+    parser.add_argument("--behaviour", choices=("steady", "burst"), default="steady",
+                        help="burst: every user sends one request at once (python first, then "
+                             "postgres) and the run ends when all are answered; steady: users loop "
+                             "with no wait, for the charts")
+    parser.add_argument("--sleep-seconds", type=seconds_option, default="",
+                        help="?seconds= sent with every request; empty: the server's SLEEP_SECONDS")
+
+
+@events.init.add_listener
+def register_lab(environment, **kwargs):
+    lab.register(environment)
 
 
 class SleepUser(FastHttpUser):
@@ -27,13 +42,12 @@ class SleepUser(FastHttpUser):
     connection_timeout = 10.0
 
     def sleep_request(self):
-        lab = locust_hooks.state
         if lab.behaviour == "burst":
             lab.burst.wait_turn(self.endpoint)
         path = f"/sleep/{self.endpoint}/"
         with self.client.get(path, params=lab.query, name=path, catch_response=True) as response:
             if response.status_code != 200:
-                response.failure(locust_hooks.failure_message(response))
+                response.failure(report.failure_message(response.status_code, response.text))
         if lab.behaviour == "burst":
             lab.burst.answered(self.endpoint)
             lab.burst.rest()
@@ -55,28 +69,3 @@ class PostgresSleepUser(SleepUser):
     @task
     def sleep_in_postgres(self):
         self.sleep_request()
-
-
-@events.init.add_listener
-def start_request_log(environment, **kwargs):
-    locust_hooks.on_init(environment)
-
-
-@events.request.add_listener
-def keep_server_timing(name, start_time, response_time, response, exception, **kwargs):
-    locust_hooks.on_request(name, start_time, response_time, response, exception)
-
-
-@events.test_start.add_listener
-def read_options_and_pool(environment, **kwargs):
-    locust_hooks.on_test_start(environment)
-
-
-@events.spawning_complete.add_listener
-def open_the_burst(user_count, **kwargs):
-    locust_hooks.on_spawning_complete()
-
-
-@events.test_stop.add_listener
-def report_waves(environment, **kwargs):
-    locust_hooks.on_test_stop(environment)

@@ -1,13 +1,12 @@
 """How close the lab comes to its ideal: measured total / ideal total, per mode and endpoint.
 
-    python -m lab.benchmark                 # N = 5 and 100, d = 1 s, every mode; then 1000 python sleeps
-    python -m lab.benchmark --quick         # N = 5 only, d = 0.5 s: a smoke run
+    python -m lab.benchmark                 # every case, d = 1 s (about 8 minutes)
+    python -m lab.benchmark --quick         # the N = 5 cases, d = 0.5 s: a smoke run
+    python -m lab.benchmark --list          # the cases, with what each shows
+    python -m lab.benchmark --case fair-postgres-100 --case green-python-1000
 
 The ideal is N x d when a mode serializes, d when it overlaps, ceil(N / P) x d past the
-pool limit P. Targets (2-core machine): at most 1.03 wherever the pool shape gives clean
-waves, at most 1.15 for 1000 concurrent python sleeps in green mode. Stock QueuePool past
-its limit gives uneven waves by design (README, Uneven waves): those rows are measured but
-carry no target; the fair mode is the same shape with clean waves.
+pool limit P. Each case declares its target (on a 2-core machine, for d = 1 s) and why.
 """
 
 import argparse
@@ -16,29 +15,59 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from .compare import Variant, measure, progress
-from .servers import ROOT, start_mode
+from . import report
+from .runs import Measurement, Variant, main as run_main, run_all
+from .servers import ROOT
 
 PROFILE = ROOT / "profiles" / "100-users.conf"
 CLEAN_TARGET = 1.03
-THOUSAND_TARGET = 1.15
-MODES = ("sync", "gevent", "green", "fair")
+CLEAN_WHY = "clean waves: only fixed costs remain"
+# Targets are set for 1 s sleeps: fixed costs weigh more on shorter ones.
+TARGET_SLEEP = 1.0
 
 
-def target_for(summary, pool):
-    """The ratio a case must reach: None where stock QueuePool makes waves uneven by design,
-    and for sleeps other than the 1 s the targets are set for (fixed costs weigh more on shorter ones)."""
-    if summary.prediction.sleep != 1.0:
-        return None
-    limit = pool["pool_size"] + pool["max_overflow"]
-    uneven_by_design = (summary.endpoint == "postgres" and pool["mode"] == "green"
-                        and pool["pool_class"].endswith(".QueuePool") and summary.requests > limit
-                        and pool["max_overflow"] > 0)
-    if uneven_by_design:
-        return None
-    return THOUSAND_TARGET if summary.requests >= 1000 else CLEAN_TARGET
+@dataclass(frozen=True)
+class Case:
+    """A burst of `requests` on one endpoint of one mode, and the ratio it must reach."""
+    name: str
+    mode: str
+    endpoint: str
+    requests: int
+    shows: str
+    target: float | None = CLEAN_TARGET
+    why: str = CLEAN_WHY
+
+
+SERIAL = "a sync worker answers one request at a time: waves of 1"
+OVERLAPPED = "time.sleep yields to other greenlets: one wave"
+BLOCKED = "unpatched psycopg2 blocks the whole gevent worker: waves of 1"
+POOLED = "psycogreen: queries overlap, in waves of the pool limit (15)"
+FAIR = "the fair pool: every wave holds the pool limit (15)"
+CASES = [
+    Case("sync-python-5", "sync", "python", 5, SERIAL),
+    Case("sync-postgres-5", "sync", "postgres", 5, SERIAL),
+    Case("gevent-python-5", "gevent", "python", 5, OVERLAPPED),
+    Case("gevent-postgres-5", "gevent", "postgres", 5, BLOCKED),
+    Case("green-python-5", "green", "python", 5, OVERLAPPED),
+    Case("green-postgres-5", "green", "postgres", 5, POOLED),
+    Case("fair-python-5", "fair", "python", 5, OVERLAPPED),
+    Case("fair-postgres-5", "fair", "postgres", 5, FAIR),
+    Case("sync-python-100", "sync", "python", 100, SERIAL),
+    Case("sync-postgres-100", "sync", "postgres", 100, SERIAL),
+    Case("gevent-python-100", "gevent", "python", 100, OVERLAPPED),
+    Case("gevent-postgres-100", "gevent", "postgres", 100, BLOCKED),
+    Case("green-python-100", "green", "python", 100, OVERLAPPED),
+    Case("green-postgres-100", "green", "postgres", 100,
+         "past the pool limit, stock QueuePool's later waves shrink (README, Uneven waves)",
+         target=None, why="uneven by design"),
+    Case("fair-python-100", "fair", "python", 100, OVERLAPPED),
+    Case("fair-postgres-100", "fair", "postgres", 100, FAIR),
+    Case("green-python-1000", "green", "python", 1000, "1000 overlapped sleeps on one worker",
+         target=1.15, why="one worker accepts and parses every request one after another"),
+]
 
 
 def read_timings(path, endpoint):
@@ -75,94 +104,80 @@ def excess_by_part(timings, prediction):
     return {part: round(seconds, 4) for part, seconds in parts.items()}
 
 
-def case(variant, summary, pool, timings):
-    target = target_for(summary, pool)
-    ratio = summary.ratio
-    return {
-        "mode": variant.label,
-        "endpoint": summary.endpoint,
+def case_row(case, result, timings_path):
+    """One measured case: its ratio against its target, and what the excess is made of."""
+    summary = result.summary(case.endpoint)
+    target = case.target if summary.prediction.sleep == TARGET_SLEEP else None
+    row = {
+        "case": case.name,
+        "mode": case.mode,
+        "endpoint": case.endpoint,
         "requests": summary.requests,
         "sleep_s": summary.prediction.sleep,
         "total_s": round(summary.total, 3),
         "ideal_s": round(summary.prediction.ideal_total, 3),
-        "ratio": round(ratio, 3),
+        "ratio": round(summary.ratio, 3),
         "target": target,
-        "met": None if target is None else ratio <= target,
+        "met": None if target is None else summary.ratio <= target,
         "waves": [w.size for w in summary.waves],
         "failures": sum(summary.failures.values()),
-        "excess_by_part_s": excess_by_part(timings, summary.prediction),
+        "excess_by_part_s": excess_by_part(read_timings(timings_path, case.endpoint), summary.prediction),
     }
+    if target is None:
+        row["verdict"] = f"no target ({case.why})" if case.target is None else "no target (targets are for 1 s)"
+    else:
+        row["verdict"] = "met" if row["met"] else "MISSED"
+    if row["met"] is False:
+        # Name the part that costs most, from the measured split of the excess.
+        part, seconds = max(row["excess_by_part_s"].items(), key=lambda item: item[1])
+        row["verdict"] += f": most of the excess is {part.replace('_', ' ')} ({seconds * 1000:.0f} ms)"
+    return row
 
 
-def run_cases(plan, sleep, out, environment):
-    """plan: [(Variant, requests per endpoint, Locust user classes)] -> list of case dicts."""
-    cases = []
-    for number, (variant, requests, classes) in enumerate(plan, start=1):
-        users = requests * len(classes)
-        print(f"[{number}/{len(plan)}] {variant.label}: {requests} requests per endpoint "
-              f"({', '.join(classes)}), {sleep:g} s sleeps", flush=True)
-        slug = f"{variant.label}-{requests}".replace(" ", "-")
-        server = start_mode(variant.mode, {**environment, **variant.env}, out / f"{slug}_server.log")
-        try:
-            result = measure(variant, server, PROFILE, sleep, out / slug, requests, progress,
-                             ["-u", str(users), "-r", str(users), *classes])
-        finally:
-            server.stop()
-        cases += [case(variant, summary, result.pool, read_timings(f"{out / slug}_server_timing.csv", summary.endpoint))
-                  for summary in result.summaries]
-    return cases
+def format_rows(rows):
+    shown = [{**row, "total_s": f"{row['total_s']:.2f}", "ideal_s": f"{row['ideal_s']:.2f}",
+              "ratio": f"{row['ratio']:.3f}", "target": "" if row["target"] is None else f"{row['target']:.2f}"}
+             for row in rows]
+    return report.format_table((("mode", "mode"), ("endpoint", "endpoint"), ("N", "requests", ">"),
+                                ("total s", "total_s", ">"), ("ideal s", "ideal_s", ">"), ("ratio", "ratio", ">"),
+                                ("target", "target", ">"), ("verdict", "verdict")), shown)
 
 
 def format_cases(cases):
-    header = f"{'mode':<8}{'endpoint':<10}{'N':>6}{'total s':>10}{'ideal s':>10}{'ratio':>8}{'target':>8}  verdict"
-    lines = [header, "-" * len(header)]
-    for c in cases:
-        if c["target"] is None:
-            verdict = "no target (uneven by design)" if c["sleep_s"] == 1.0 else "no target (targets are for 1 s)"
-        else:
-            verdict = "met" if c["met"] else "MISSED"
-        if c["met"] is False:
-            # Name the part that costs most, from the measured split of the excess.
-            part, seconds = max(c["excess_by_part_s"].items(), key=lambda item: item[1])
-            verdict += f": most of the excess is {part.replace('_', ' ')} ({seconds * 1000:.0f} ms)"
-        target = "" if c["target"] is None else f"{c['target']:.2f}"
-        lines.append(f"{c['mode']:<8}{c['endpoint']:<10}{c['requests']:>6}{c['total_s']:>10.2f}"
-                     f"{c['ideal_s']:>10.2f}{c['ratio']:>8.3f}{target:>8}  {verdict}")
-    return "\n".join(lines)
+    return report.format_table((("case", "name"), ("N", "requests", ">"), ("target", "target", ">"),
+                                ("shows", "shows"), ("why", "why")),
+                               [{**vars(c), "target": c.target or ""} for c in cases])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab.benchmark", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="N = 5 only, 0.5 s sleeps, no 1000-request case")
+    parser.add_argument("--quick", action="store_true", help="the N = 5 cases only, at 0.5 s sleeps")
+    parser.add_argument("--case", action="append", choices=[c.name for c in CASES], metavar="NAME",
+                        help="run only this case (repeatable); --list shows them")
+    parser.add_argument("--list", action="store_true", help="list the cases with what each shows, and exit")
     parser.add_argument("--out", default="reports/benchmark", help="output prefix: <out>.json, Locust files in <out>/")
     args = parser.parse_args(argv)
-    sleep = 0.5 if args.quick else 1.0
-    sizes = (5,) if args.quick else (5, 100)
-    plan = [(Variant(mode, mode), n, ["PythonSleepUser", "PostgresSleepUser"]) for n in sizes for mode in MODES]
-    if not args.quick:
-        plan.append((Variant("green", "green"), 1000, ["PythonSleepUser"]))
+    if args.list:
+        print(format_cases(CASES))
+        return 0
+    cases = [c for c in CASES if (c.name in args.case if args.case else not args.quick or c.requests == 5)]
+    sleep = 0.5 if args.quick else TARGET_SLEEP
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    environment = {}
-    if not os.environ.get("DATABASE_URL"):
-        from server import embedded
 
-        environment["DATABASE_URL"] = embedded.start().get_uri()
-    started = time.time()
-    try:
-        cases = run_cases(plan, sleep, out, environment)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    table = format_cases(cases)
-    print()
-    print(table)
-    Path(f"{out}.json").write_text(json.dumps(
-        {"measured": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)), "sleep_s": sleep,
-         "cpus": os.cpu_count(), "cases": cases}, indent=2) + "\n")
-    print(f"\nwritten: {out}.json")
-    missed = [c for c in cases if c["met"] is False]
-    return 1 if missed else 0
+    def run():
+        started = time.time()
+        results = run_all([Measurement(c.name, Variant(c.mode, c.mode), PROFILE, sleep, c.requests, (c.endpoint,))
+                           for c in cases], out)
+        rows = [case_row(case, result, f"{out / result.measurement.slug}_server_timing.csv")
+                for case, result in zip(cases, results)]
+        print()
+        print(format_rows(rows))
+        Path(f"{out}.json").write_text(json.dumps(
+            {"measured": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)), "sleep_s": sleep,
+             "cpus": os.cpu_count(), "cases": rows}, indent=2) + "\n")
+        print(f"\nwritten: {out}.json")
+        return 1 if any(row["met"] is False for row in rows) else 0
+    return run_main(run, "benchmark")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ wait on a gate per endpoint; the first gate opens when Locust has spawned everyo
 import gevent
 from gevent.event import Event
 
-ENDPOINT_ORDER = ("python", "postgres")
+from .waves import ENDPOINTS
 
 
 class Burst:
@@ -18,7 +18,7 @@ class Burst:
 
     def reset(self):
         """Close every gate; called at each test start, so the web UI can run burst after burst."""
-        self._gates = {endpoint: Event() for endpoint in ENDPOINT_ORDER}
+        self._gates = {endpoint: Event() for endpoint in ENDPOINTS}
         self._never = Event()
         self._waiting = {}
         self._order = []
@@ -26,7 +26,7 @@ class Burst:
     def begin(self, users_per_endpoint):
         """All users are spawned: open the first endpoint that has users."""
         self._waiting = {e: n for e, n in users_per_endpoint.items() if n > 0}
-        self._order = [e for e in ENDPOINT_ORDER if e in self._waiting]
+        self._order = [e for e in ENDPOINTS if e in self._waiting]
         self._open_next()
 
     def wait_turn(self, endpoint):

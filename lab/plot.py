@@ -6,7 +6,7 @@ matplotlib.use("Agg")  # no screen needed; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-ENDPOINTS = ("python", "postgres")
+from .waves import ENDPOINTS  # noqa: E402
 # Past this many ideal waves (a serial run of 100), guide lines would only grey the panel.
 MAX_GUIDE_LINES = 30
 

@@ -7,9 +7,9 @@ per request with the time it was sent, its response time, status and exception.
 import csv
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
-from .waves import Completion, group_waves, predict
+from .waves import ENDPOINTS, Completion, Prediction, Wave, group_waves, predict
 
 FAILURE_CAUSES = ("pool_timeout", "database_unavailable", "connection_error", "other")
 WAVES_COLUMNS = ("endpoint", "wave", "size", "predicted_size", "first_s", "last_s", "failures")
@@ -88,29 +88,49 @@ class EndpointSummary:
         """True when the waves differ from the prediction (the first wave may still match)."""
         return self.prediction is not None and tuple(w.size for w in self.waves) != self.prediction.wave_sizes
 
+    @classmethod
+    def from_dict(cls, data):
+        """The inverse of dataclasses.asdict, for a summary read back from a run's result file."""
+        prediction = data["prediction"] and Prediction(**{**data["prediction"], "wave_sizes": tuple(
+            data["prediction"]["wave_sizes"])})
+        return cls(**{**data, "waves": [Wave(**wave) for wave in data["waves"]], "prediction": prediction,
+                      "failures": Counter(data["failures"])})
 
-def summarize(completions, sleep=None, pool=None):
-    """One EndpointSummary per endpoint, python first.
 
-    `sleep` (seconds per request) turns on wave grouping: a burst run. `pool`, the
+def summarize(completions, sleep=None, facts=None):
+    """One EndpointSummary per endpoint, in burst order.
+
+    `sleep` (seconds per request) turns on wave grouping: a burst run. `facts`, the
     server's /pool answer, adds the prediction.
     """
     summaries = []
-    for endpoint in sorted(completions, key=lambda e: (e != "python", e)):
+    for endpoint in sorted(completions, key=lambda e: (ENDPOINTS + (e,)).index(e)):
         done = completions[endpoint]
-        prediction = None
-        if pool is not None and sleep is not None:
-            prediction = predict(endpoint, pool["mode"], len(done), sleep,
-                                 pool["pool_size"], pool["max_overflow"])
         summaries.append(EndpointSummary(
             endpoint=endpoint,
             requests=len(done),
             total=max(c.at for c in done),
             waves=group_waves(done, sleep) if sleep is not None else [],
-            prediction=prediction,
+            prediction=predict(endpoint, len(done), sleep, facts) if facts and sleep is not None else None,
             failures=Counter(c.failure for c in done if c.failure),
         ))
     return summaries
+
+
+def write_result(path, facts, summaries, completions):
+    """A run's result, for whoever started it: the server's facts, the summaries, every completion."""
+    with open(path, "w", encoding="utf-8") as out:
+        # failures by hand: asdict would rebuild the Counter from (cause, count) pairs, counting the pairs.
+        json.dump({"facts": facts, "summaries": [{**asdict(s), "failures": dict(s.failures)} for s in summaries],
+                   "completions": {e: [(c.at, c.failure) for c in done] for e, done in completions.items()}}, out)
+
+
+def read_result(path):
+    """(facts, summaries, completions) as write_result wrote them."""
+    with open(path, encoding="utf-8") as result:
+        data = json.load(result)
+    completions = {e: [Completion(e, at, failure) for at, failure in done] for e, done in data["completions"].items()}
+    return data["facts"], [EndpointSummary.from_dict(s) for s in data["summaries"]], completions
 
 
 def write_waves_csv(path, summaries):
@@ -138,11 +158,25 @@ def _sizes(sizes):
     return " ".join(str(size) for size in sizes)
 
 
-def format_summary(summaries, pool=None):
+def format_table(columns, rows, markdown=False):
+    """Rows of dicts as a text table (or Markdown); columns: (header, key), or (header, key, ">") right-aligned."""
+    cells = [[str(row[key]) for _, key, *_ in columns] for row in rows]
+    headers = [header for header, *_ in columns]
+    if markdown:
+        return "\n".join("| " + " | ".join(line) + " |" for line in [headers, ["---"] * len(headers), *cells])
+    widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(headers)]
+    aligns = [str.rjust if column[2:] == (">",) else str.ljust for column in columns]
+
+    def render(line):
+        return "  ".join(align(cell, width) for cell, width, align in zip(line, widths, aligns)).rstrip()
+    return "\n".join([render(headers), render("-" * w for w in widths), *map(render, cells)])
+
+
+def format_summary(summaries, facts=None):
     lines = []
-    if pool is not None:
-        lines.append(f"pool-lab burst on the {pool['mode']} mode: pool_size {pool['pool_size']} + "
-                     f"max_overflow {pool['max_overflow']}, pool timeout {pool['timeout']:g} s")
+    if facts is not None:
+        lines.append(f"pool-lab burst on the {facts['mode']} mode: pool_size {facts['pool_size']} + "
+                     f"max_overflow {facts['max_overflow']}, pool timeout {facts['timeout']:g} s")
     for s in summaries:
         line = f"{s.endpoint}: {s.requests} requests, total {s.total:.2f} s"
         if s.waves:

@@ -69,15 +69,18 @@ def start_mode(mode, environment, log_path, timeout=60):
         process = subprocess.Popen(PROCFILE[mode], shell=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = LabServer(mode, f"http://127.0.0.1:{port}", process, Path(log_path))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{mode} exited with {process.returncode}:\n{server.log()}")
-        try:
-            if server.get("/pool", timeout=2)[0] == 200:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"{mode} did not answer within {timeout}s:\n{server.log()}")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{mode} exited with {process.returncode}:\n{server.log()}")
+            try:
+                if server.get("/pool", timeout=2)[0] == 200:
+                    return server
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{mode} did not answer within {timeout}s:\n{server.log()}")
+    except BaseException:
+        server.stop()  # Ctrl-C or a failure while it starts: nothing left running
+        raise

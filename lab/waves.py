@@ -9,6 +9,9 @@ is a run of completions with no gap longer than half the sleep between them.
 import math
 from dataclasses import dataclass
 
+# The lab's endpoints in the order of a burst: python first, as in the original.
+ENDPOINTS = ("python", "postgres")
+
 
 @dataclass(frozen=True)
 class Completion:
@@ -54,7 +57,7 @@ def group_waves(completions, sleep_seconds):
 
 @dataclass(frozen=True)
 class Prediction:
-    """The waves a server should answer a burst in, from its mode and pool."""
+    """The waves a server should answer a burst in, from what limits its concurrency."""
     wave_sizes: tuple[int, ...]
     sleep: float
     reason: str
@@ -64,16 +67,23 @@ class Prediction:
         return len(self.wave_sizes) * self.sleep
 
 
-def predict(endpoint, mode, requests, sleep, pool_size, max_overflow):
-    """Predict a burst of `requests` sleeps of `sleep` seconds on one endpoint of one mode."""
-    if mode == "sync":
-        concurrency, reason = 1, "serial: a sync worker runs one request at a time"
-    elif endpoint == "postgres" and mode == "gevent":
-        concurrency, reason = 1, "serial: unpatched psycopg2 blocks the whole gevent worker"
-    elif endpoint == "postgres":
-        concurrency = pool_size + max_overflow
-        reason = f"waves of the pool limit: pool_size {pool_size} + max_overflow {max_overflow}"
-    else:
-        concurrency, reason = max(requests, 1), "overlapped: time.sleep yields to other greenlets"
+def limits(endpoint, facts):
+    """What caps how many of `endpoint`'s requests run at once, each with why; from /pool's facts."""
+    workers = facts["workers"]
+    at_once = facts["worker_concurrency"] * workers
+    worker = facts["worker_class"].rsplit(".", 1)[-1] if facts["worker_class"] else "the worker"
+    found = [(at_once, f"serial: {worker} runs one request at a time" if at_once == 1 else
+              f"overlapped: {worker} runs up to {at_once} requests at once")]
+    if endpoint == "postgres":
+        if not facts["query_yields"]:
+            found.append((workers, f"serial: a query blocks the whole {worker} (its driver does not yield)"))
+        found.append((facts["pool_limit"] * workers, f"waves of the pool limit: pool_size {facts['pool_size']} "
+                                                     f"+ max_overflow {facts['max_overflow']}"))
+    return found
+
+
+def predict(endpoint, requests, sleep, facts):
+    """Predict a burst of `requests` sleeps of `sleep` seconds on one endpoint: waves of the tightest limit."""
+    concurrency, reason = min(limits(endpoint, facts), key=lambda limit: limit[0])
     full, rest = divmod(requests, concurrency)
     return Prediction((concurrency,) * full + ((rest,) if rest else ()), sleep, reason)

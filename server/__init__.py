@@ -13,8 +13,7 @@ def create_app(test_config=None):
     app.config.from_mapping(config.load())
     if test_config is not None:
         app.config.from_mapping(test_config)
-    if not app.config["DATABASE_URL"]:
-        app.config["DATABASE_URL"] = embedded.start().get_uri()
+    app.config["DATABASE_URL"] = embedded.database_url(app.config["DATABASE_URL"])
     db.init_app(app)
     errors.init_app(app)
     app.register_blueprint(views.bp)

@@ -1,7 +1,8 @@
 """Settings read from the environment, checked once, with one clear line per mistake."""
 
-import math
 import os
+
+from .params import BadParameter, parse_seconds
 
 
 class ConfigError(ValueError):
@@ -21,17 +22,14 @@ def _integer(environ, name, default, minimum):
     return value
 
 
-def _seconds(environ, name, default, minimum=0.0):
+def _seconds(environ, name, default):
     raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise ConfigError(f"{name} must be a finite number of seconds >= {minimum}, got {raw!r}")
-    return value
+        return parse_seconds(raw, name)
+    except BadParameter as error:
+        raise ConfigError(str(error)) from None
 
 
 def _flag(environ, name):

@@ -77,6 +77,12 @@ def start(pgdata=None, reaper=False):
     return server
 
 
+def database_url(configured=None, pgdata=None, reaper=False):
+    """The lab's one answer to "which database?": `configured` (DATABASE_URL) when set, else the
+    embedded server's URL, started or joined for as long as this process lives."""
+    return configured or start(pgdata, reaper=reaper).get_uri()
+
+
 def reap(pgdata):
     """Watch the handles on `pgdata`; when none is alive, stop the server and exit.
 

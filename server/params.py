@@ -1,5 +1,6 @@
-"""Checking the ?seconds= query parameter before anything sleeps or touches the database."""
+"""The one check of a number of seconds, for ?seconds=, the settings and the lab's options."""
 
+import argparse
 import math
 
 # Longer than any sensible number ("59.999999999"), short enough to refuse junk cheaply.
@@ -10,23 +11,40 @@ class BadParameter(ValueError):
     """A query parameter the lab refuses; the message names the problem."""
 
 
+def parse_seconds(raw, name, maximum=math.inf, maximum_name=None):
+    """Return `raw` as seconds: a finite number from 0 to `maximum`, or raise BadParameter naming `name`."""
+    raw = raw.strip()
+    if not raw:
+        raise BadParameter(f"{name} is empty; give a number such as 0.5")
+    if len(raw) > MAX_PARAMETER_LENGTH:
+        raise BadParameter(f"{name} is {len(raw)} characters long; at most {MAX_PARAMETER_LENGTH} are accepted")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise BadParameter(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(seconds):
+        raise BadParameter(f"{name} must be a finite number, got {raw!r}")
+    if not 0 <= seconds <= maximum:
+        bound = f"between 0 and {maximum:g} ({maximum_name})" if maximum_name else "at least 0"
+        raise BadParameter(f"{name} must be {bound}, got {raw!r}")
+    return seconds
+
+
 def sleep_seconds(values, default, maximum):
     """Return the seconds to sleep from the list of ?seconds= values of one request."""
     if not values:
         return default
     if len(values) > 1:
         raise BadParameter(f"seconds was given {len(values)} times; give it once")
-    raw = values[0].strip()
-    if not raw:
-        raise BadParameter("seconds is empty; give a number such as 0.5")
-    if len(raw) > MAX_PARAMETER_LENGTH:
-        raise BadParameter(f"seconds is {len(raw)} characters long; at most {MAX_PARAMETER_LENGTH} are accepted")
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise BadParameter(f"seconds must be a number, got {raw!r}") from None
-    if not math.isfinite(seconds):
-        raise BadParameter(f"seconds must be a finite number, got {raw!r}")
-    if not 0 <= seconds <= maximum:
-        raise BadParameter(f"seconds must be between 0 and {maximum:g} (MAX_SLEEP_SECONDS), got {raw!r}")
-    return seconds
+    return parse_seconds(values[0], "seconds", maximum, "MAX_SLEEP_SECONDS")
+
+
+def seconds_option(raw):
+    """An argparse type for --sleep-seconds: empty (the server's or profile's default) or seconds."""
+    raw = str(raw).strip()
+    if raw:
+        try:
+            parse_seconds(raw, "--sleep-seconds")
+        except BadParameter as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return raw

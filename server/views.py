@@ -31,7 +31,7 @@ def sleep_response(endpoint, seconds, started, **extra):
         # the benchmark splits a request's time into load generator, server and database.
         started_at=round(started, 6),
         finished_at=round(finished, 6),
-        mode=runtime.server_mode(),
+        mode=runtime.worker().get("mode"),
         pid=os.getpid(),
         **extra,
     )
@@ -65,20 +65,29 @@ def postgres_sleep():
 
 @bp.get("/pool")
 def pool_status():
+    """The pool and the worker as they are: the facts a load generator predicts waves from."""
     pool = db.engine.pool
     config = current_app.config
+    worker = runtime.worker()
     return jsonify(
         pool_class=f"{type(pool).__module__}.{type(pool).__qualname__}",
         pool_size=pool.size(),
         max_overflow=config["MAX_OVERFLOW"],
+        # The most connections the pool hands out at once: queries beyond it wait.
+        pool_limit=pool.size() + config["MAX_OVERFLOW"],
         timeout=pool.timeout(),
         checked_out=pool.checkedout(),
         checked_in=pool.checkedin(),
         # SQLAlchemy's own count: connections beyond pool_size, negative until the pool has filled.
         overflow=pool.overflow(),
-        worker_class=runtime.worker_class(),
+        # The Procfile process, and what its worker can overlap.
+        mode=worker.get("mode"),
+        concurrency=runtime.concurrency(),
+        worker_class=worker.get("worker_class"),
+        worker_concurrency=worker.get("worker_concurrency", 1),
+        workers=worker.get("workers", 1),
+        query_yields=runtime.query_yields(),
         psycogreen=runtime.psycogreen_active(),
-        mode=runtime.server_mode(),
         pid=os.getpid(),
         database=db.engine.url.render_as_string(hide_password=True),
         # What ?seconds= defaults to and may reach: load generators predict waves from these.

@@ -17,13 +17,8 @@ SLEEP = 0.5
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory):
-    """DATABASE_URL when set, else an embedded PostgreSQL of the suite's own."""
-    if os.environ.get("DATABASE_URL"):
-        yield os.environ["DATABASE_URL"]
-        return
-    server = embedded.start(tmp_path_factory.mktemp("embedded") / "pgdata")
-    yield server.get_uri()
-    server.cleanup()
+    """DATABASE_URL when set, else an embedded PostgreSQL of the suite's own (stopped when pytest exits)."""
+    return embedded.database_url(os.environ.get("DATABASE_URL"), tmp_path_factory.mktemp("embedded") / "pgdata")
 
 
 @pytest.fixture
@@ -96,3 +91,19 @@ def burst(server, path, count, timeout=60):
 def fire():
     """fire(server, path, count): the burst helper, handed to tests like any fixture."""
     return burst
+
+
+# What each Procfile mode's /pool reports about its worker (test_modes checks these on the real servers).
+WORKER_FACTS = {
+    "sync": {"worker_class": "gunicorn.workers.sync.SyncWorker", "worker_concurrency": 1, "query_yields": True},
+    "gevent": {"worker_class": "gunicorn.workers.ggevent.GeventWorker", "worker_concurrency": 1000,
+               "query_yields": False},
+    "green": {"worker_class": "gunicorn.workers.ggevent.GeventWorker", "worker_concurrency": 1000,
+              "query_yields": True},
+}
+
+
+def facts(mode, pool_size=5, max_overflow=10):
+    """/pool's facts for a mode and pool shape, for tests of the prediction and the report."""
+    return {"mode": mode, **WORKER_FACTS[mode], "workers": 1, "pool_size": pool_size,
+            "max_overflow": max_overflow, "pool_limit": pool_size + max_overflow, "timeout": 30}

@@ -61,8 +61,9 @@ def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart
     process, servers = start_honcho(pgdata, tmp_path / "honcho-1.log")
     try:
         pools = {server.mode: server.get_json("/pool")[1] for server in servers}
-        assert {name: pool["mode"] for name, pool in pools.items()} == {
+        assert {name: pool["concurrency"] for name, pool in pools.items()} == {
             "sync": "sync", "gevent": "gevent", "green": "green", "fair": "green"}
+        assert {name: pool["mode"] for name, pool in pools.items()} == {mode: mode for mode in MODES}
         assert pools["fair"]["pool_class"] == "server.pool.FairQueuePool"
         for server in servers:
             status, body = server.get_json("/sleep/postgres/?seconds=0")

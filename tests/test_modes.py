@@ -7,7 +7,7 @@ ratios of the ideal, since the machine is shared.
 
 import pytest
 
-from conftest import SLEEP
+from conftest import SLEEP, WORKER_FACTS
 from lab.waves import group_waves
 
 N = 5
@@ -68,9 +68,12 @@ def test_pool_reports_the_real_pool_and_worker(lab, mode, worker_class, psycogre
     assert (pool["sleep_seconds"], pool["max_sleep_seconds"]) == (5, 60)
     assert pool["worker_class"] == worker_class
     assert pool["psycogreen"] is psycogreen
-    assert pool["mode"] == mode
+    assert pool["mode"] == mode and pool["concurrency"] == mode
     assert pool["checked_out"] == 0
     assert isinstance(pool["pid"], int) and isinstance(pool["overflow"], int)
+    # The facts the tests of the prediction take for this mode are the real server's.
+    assert {key: pool[key] for key in (*WORKER_FACTS[mode], "workers", "pool_limit")} == {
+        **WORKER_FACTS[mode], "workers": 1, "pool_limit": 15}
 
 
 def test_sleep_answers_say_what_ran(lab):

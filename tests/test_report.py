@@ -2,9 +2,10 @@
 
 import csv
 
+from conftest import facts
 from lab import report
 
-POOL = {"mode": "green", "pool_size": 2, "max_overflow": 1, "timeout": 30}
+FACTS = facts("green", pool_size=2, max_overflow=1)
 
 
 def write_log(path, rows):
@@ -26,7 +27,7 @@ def test_a_burst_log_becomes_waves_a_prediction_and_failure_causes(tmp_path):
         (sent - 5, "GET", "/sleep/postgres/", 10, 0, 0, "ConnectionRefusedError(111)"),  # an earlier run
     ])
     completions = report.read_request_log(log, since=sent)
-    [summary] = report.summarize(completions, sleep=1.0, pool=POOL)
+    [summary] = report.summarize(completions, sleep=1.0, facts=FACTS)
     assert [w.size for w in summary.waves] == [3, 2, 1]
     assert summary.prediction.wave_sizes == (3, 3)
     assert summary.uneven and round(summary.ratio, 2) == 1.5
@@ -38,7 +39,7 @@ def test_a_burst_log_becomes_waves_a_prediction_and_failure_causes(tmp_path):
     assert [(r["wave"], r["size"], r["predicted_size"], r["failures"]) for r in rows] == [
         ("1", "3", "3", "0"), ("2", "2", "3", "0"), ("3", "1", "0", "1")]
 
-    text = report.format_summary([summary], POOL)
+    text = report.format_summary([summary], FACTS)
     assert "postgres: 6 requests, total 3.00 s, waves 3 2 1" in text
     assert "ideal total 2.00 s, measured/ideal 1.50" in text
     assert "UNEVEN" in text and "failures: pool_timeout 1" in text
@@ -53,3 +54,10 @@ def test_failure_causes():
     assert report.failure_message(503, '{"error": "pool_timeout", "message": "busy"}') == "pool_timeout: busy"
     assert report.failure_message(0, "") == "connection_error: no answer from the server"
     assert report.failure_message(502, "<html>bad gateway</html>") == "HTTP 502"
+
+
+def test_a_result_file_reads_back_as_written(tmp_path):
+    completions = {"python": [report.Completion("python", 1.0, None), report.Completion("python", 2.1, "other")]}
+    summaries = report.summarize(completions, sleep=1.0, facts=FACTS)
+    report.write_result(tmp_path / "result.json", FACTS, summaries, completions)
+    assert report.read_result(tmp_path / "result.json") == (FACTS, summaries, completions)

@@ -1,5 +1,6 @@
 """Wave grouping on synthetic timings."""
 
+from conftest import facts
 from lab.waves import Completion, group_waves, predict
 
 
@@ -44,7 +45,7 @@ def test_zero_sleep_is_one_wave_and_nothing_is_no_wave():
 
 def test_predictions_per_mode_and_endpoint():
     def sizes_and_ideal(endpoint, mode, n=100, d=1.0, pool=(5, 10)):
-        prediction = predict(endpoint, mode, n, d, *pool)
+        prediction = predict(endpoint, n, d, facts(mode, *pool))
         return prediction.wave_sizes, prediction.ideal_total
 
     assert sizes_and_ideal("python", "sync", n=5, d=5) == ((1,) * 5, 25)
@@ -54,4 +55,4 @@ def test_predictions_per_mode_and_endpoint():
     assert sizes_and_ideal("postgres", "green") == ((15,) * 6 + (10,), 7)
     assert sizes_and_ideal("postgres", "green", n=15) == ((15,), 1)
     assert sizes_and_ideal("postgres", "green", n=4, pool=(2, 3)) == ((4,), 1)
-    assert predict("postgres", "green", 12, 0.5, 15, 0).reason.endswith("pool_size 15 + max_overflow 0")
+    assert predict("postgres", 12, 0.5, facts("green", 15, 0)).reason.endswith("pool_size 15 + max_overflow 0")

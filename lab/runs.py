@@ -1,0 +1,149 @@
+"""One measurement runner: a variant's server, a headless Locust burst against it, its result.
+
+compare and benchmark only declare what they measure (Measurement) and how they report it;
+this module starts and stops the servers, runs Locust, shows progress and reads the result,
+with one cleanup and one Ctrl-C path for both.
+"""
+
+import csv
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import report
+from .servers import PROCFILE, ROOT, LabServer, start_mode
+from .waves import ENDPOINTS
+
+# locustfile.py's user class for each endpoint.
+USER_CLASSES = {"python": "PythonSleepUser", "postgres": "PostgresSleepUser"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One server to measure: a Procfile mode, with environment overrides."""
+    label: str
+    mode: str
+    env: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One Locust burst: `requests` per endpoint of `endpoints`, `sleep` seconds each, `profile`'s other settings."""
+    name: str
+    variant: Variant
+    profile: Path
+    sleep: float
+    requests: int
+    endpoints: tuple = ENDPOINTS
+
+    @property
+    def slug(self):
+        return re.sub(r"[^\w.+-]+", "-", self.name)
+
+
+@dataclass
+class Result:
+    measurement: Measurement
+    facts: dict
+    summaries: list
+    completions: dict
+
+    @property
+    def variant(self):
+        return self.measurement.variant
+
+    def summary(self, endpoint):
+        return next((s for s in self.summaries if s.endpoint == endpoint), None)
+
+
+def default_port(mode):
+    """The port the Procfile gives a mode, honouring its *_PORT variable as honcho would."""
+    match = re.search(r"\$\{(\w+_PORT):-(\d+)\}", PROCFILE[mode])
+    return int(os.environ.get(match.group(1)) or match.group(2))
+
+
+def answered(prefix, endpoints):
+    """Answered requests per endpoint so far, from Locust's small stats file (rewritten every second)."""
+    counts = dict.fromkeys(endpoints, 0)
+    try:
+        with open(f"{prefix}_stats.csv", newline="") as stats:
+            for row in csv.DictReader(stats):
+                if row["Name"] != "Aggregated":
+                    counts[report.endpoint_of(row["Name"])] = int(row["Request Count"])
+    except (FileNotFoundError, KeyError, ValueError):
+        pass  # not written yet, or caught mid-write: the next look will do
+    return counts
+
+
+def run_locust(measurement, server, prefix):
+    """One headless Locust run of the measurement against `server`, with a progress line; its exit code."""
+    m = measurement
+    users = m.requests * len(m.endpoints)
+    command = [sys.executable, "-m", "locust", "--config", str(m.profile), "-H", server.url,
+               "--csv", str(prefix), "--html", f"{prefix}.html", "--sleep-seconds", str(m.sleep),
+               "-u", str(users), "-r", str(users), *(USER_CLASSES[e] for e in m.endpoints)]
+    with open(f"{prefix}_locust.log", "w") as log:
+        locust = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            shown = None
+            while True:
+                running = locust.poll() is None
+                counts = answered(prefix, m.endpoints)
+                if counts != shown:
+                    shown = counts
+                    print(f"  {m.name}: " + ", ".join(f"{e} {n}/{m.requests}" for e, n in counts.items()), flush=True)
+                if not running:
+                    break
+                time.sleep(0.5)
+        finally:
+            if locust.poll() is None:
+                locust.terminate()
+                locust.wait()
+    return locust.returncode
+
+
+def run_all(measurements, out, use_running=False):
+    """Measure each in turn on a server of its own (or the running mode); return the Results.
+
+    Every server started here is stopped when this returns, raises or gets Ctrl-C.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    environment = {}
+    if not use_running:
+        from server import embedded
+
+        # Held for the whole run, so the database is not restarted between servers.
+        environment["DATABASE_URL"] = embedded.database_url(os.environ.get("DATABASE_URL"))
+    results = []
+    for number, m in enumerate(measurements, start=1):
+        print(f"[{number}/{len(measurements)}] {m.name}: {m.requests} requests per endpoint "
+              f"({', '.join(m.endpoints)}), {m.sleep:g} s sleeps", flush=True)
+        if use_running:
+            server = LabServer(m.variant.mode, f"http://127.0.0.1:{default_port(m.variant.mode)}")
+        else:
+            server = start_mode(m.variant.mode, {**environment, **m.variant.env}, out / f"{m.slug}_server.log")
+        Path(f"{out / m.slug}_result.json").unlink(missing_ok=True)  # a file of an earlier run is no result
+        try:
+            code = run_locust(m, server, out / m.slug)
+        finally:
+            server.stop()
+        if not Path(f"{out / m.slug}_result.json").exists():
+            raise RuntimeError(f"{m.name}: Locust answered nothing (exit {code}); see {out / m.slug}_locust.log")
+        results.append(Result(m, *report.read_result(f"{out / m.slug}_result.json")))
+    return results
+
+
+def main(run, program):
+    """The commands' shared frame: run(), with one message for a failure and one for Ctrl-C."""
+    try:
+        return run()
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted: stopped the servers it started", file=sys.stderr)
+        return 130
+    except (RuntimeError, OSError) as error:
+        print(f"{program} failed: {error}", file=sys.stderr)
+        return 1
