@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import report
-from .runs import Measurement, Variant, main as run_main, run_all
+from .runs import Measurement, main as run_main, run_all
 from .servers import ROOT
 
 PROFILE = ROOT / "profiles" / "100-users.conf"
@@ -166,7 +166,7 @@ def main(argv=None):
 
     def run():
         started = time.time()
-        results = run_all([Measurement(c.name, Variant(c.mode, c.mode), PROFILE, sleep, c.requests, (c.endpoint,))
+        results = run_all([Measurement(c.name, c.mode, PROFILE, sleep, c.requests, (c.endpoint,))
                            for c in cases], out)
         rows = [case_row(case, result, f"{out / result.measurement.slug}_server_timing.csv")
                 for case, result in zip(cases, results)]

@@ -20,7 +20,7 @@ import configargparse
 from server.params import seconds_option
 
 from . import report
-from .runs import Measurement, Variant, main as run_main, run_all
+from .runs import Measurement, main as run_main, run_all
 from .servers import PROCFILE, ROOT
 from .waves import ENDPOINTS
 
@@ -34,7 +34,7 @@ SHOWN = (("variant", "variant"), ("python", "python_total_s"), ("postgres", "pos
 
 
 def parse_pools(spec, mode):
-    """'5+10,15+0,fair:5+10' -> Variants of `mode` with those pool shapes (and pool class)."""
+    """'5+10,15+0,fair:5+10' -> (label, mode, environment) for those pool shapes (and pool class)."""
     variants = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
         match = re.fullmatch(r"(?:(queue|fair):)?(\d+)\+(\d+)", item)
@@ -42,8 +42,7 @@ def parse_pools(spec, mode):
             raise argparse.ArgumentTypeError(f"pool shape {item!r} is not like 5+10 or fair:5+10")
         pool_class, size, overflow = match.group(1) or "queue", match.group(2), match.group(3)
         label = f"{mode} {size}+{overflow}" + (" fair" if pool_class == "fair" else "")
-        variants.append(Variant(label, mode, {"POOL_SIZE": size, "MAX_OVERFLOW": overflow,
-                                              "POOL_CLASS": pool_class}))
+        variants.append((label, mode, {"POOL_SIZE": size, "MAX_OVERFLOW": overflow, "POOL_CLASS": pool_class}))
     return variants
 
 
@@ -59,7 +58,7 @@ def profile_path(name):
 def table_row(result):
     """One result as a row of the comparison (TABLE_COLUMNS)."""
     facts, sleep = result.facts, result.measurement.sleep
-    row = {"variant": result.variant.label, "mode": facts["mode"], "pool_class": facts["pool_class"].rsplit(".", 1)[-1],
+    row = {"variant": result.measurement.name, "mode": facts["mode"], "pool_class": facts["pool_class"].rsplit(".", 1)[-1],
            "pool_size": facts["pool_size"], "max_overflow": facts["max_overflow"],
            "requests": max(s.requests for s in result.summaries), "sleep_s": sleep,
            "failures": sum(sum(s.failures.values()) for s in result.summaries)}
@@ -118,13 +117,14 @@ def parse_args(argv=None):
         if args.use_running:
             parser.error("--pools starts its own servers; it cannot use running ones")
     else:
-        variants = [Variant(mode, mode) for mode in args.modes.split(",")]
+        variants = [(mode, mode, {}) for mode in args.modes.split(",")]
     with open(args.profile) as profile_file:
         profile = configargparse.DefaultConfigFileParser().parse(profile_file)
     args.sleep_seconds = float(args.sleep_seconds or profile.get("sleep-seconds") or 5)
     # Locust splits the profile's users evenly between the two user classes.
     requests = int(profile.get("users", 2)) // len(ENDPOINTS)
-    args.measurements = [Measurement(v.label, v, args.profile, args.sleep_seconds, requests) for v in variants]
+    args.measurements = [Measurement(label, mode, args.profile, args.sleep_seconds, requests, env=env)
+                         for label, mode, env in variants]
     return args
 
 

@@ -4,7 +4,6 @@ Like locust.contrib.csv_request_logger.CsvRequestLogger: locustfile.py creates i
 calls register(environment) from its init listener; the users read `query` and `burst`.
 """
 
-import argparse
 import json
 import logging
 import time
@@ -15,7 +14,7 @@ import gevent
 import locust.stats
 from locust.contrib.csv_request_logger import CsvRequestLogger
 
-from server.params import seconds_option
+from server.params import BadParameter, seconds_option
 
 from . import report
 from .burst import Burst
@@ -64,7 +63,7 @@ class LabRun:
         try:
             # Checked again: the web UI's form sets options as typed, past the option's type.
             seconds = seconds_option(options.sleep_seconds)
-        except argparse.ArgumentTypeError as error:
+        except BadParameter as error:
             log.error("%s", error)
             environment.runner.quit()
             return

@@ -35,7 +35,7 @@ def plot_completions(path, results, sleep):
                 for level in range(1, waves_predicted + 1):
                     ax.axhline(level * sleep, color="grey", linestyle=":", linewidth=0.8)
             waves = " ".join(str(w.size) for w in summary.waves)
-            ax.set_title(f"{result.variant.label}: {endpoint} (waves {waves})", fontsize=9, loc="left")
+            ax.set_title(f"{result.measurement.name}: {endpoint} (waves {waves})", fontsize=9, loc="left")
             ax.set_xlabel("request, by completion")
             ax.set_ylabel("completed after (s)")
             # One scale for every panel, so a serial staircase towers over an overlapped one.

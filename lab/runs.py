@@ -23,22 +23,16 @@ USER_CLASSES = {"python": "PythonSleepUser", "postgres": "PostgresSleepUser"}
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One server to measure: a Procfile mode, with environment overrides."""
-    label: str
-    mode: str
-    env: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Measurement:
-    """One Locust burst: `requests` per endpoint of `endpoints`, `sleep` seconds each, `profile`'s other settings."""
+    """One Locust burst on a server of its own (a Procfile mode with `env` overrides): `requests`
+    per endpoint of `endpoints`, `sleep` seconds each, the rest from `profile`."""
     name: str
-    variant: Variant
+    mode: str
     profile: Path
     sleep: float
     requests: int
     endpoints: tuple = ENDPOINTS
+    env: dict = field(default_factory=dict)
 
     @property
     def slug(self):
@@ -51,10 +45,6 @@ class Result:
     facts: dict
     summaries: list
     completions: dict
-
-    @property
-    def variant(self):
-        return self.measurement.variant
 
     def summary(self, endpoint):
         return next((s for s in self.summaries if s.endpoint == endpoint), None)
@@ -123,9 +113,9 @@ def run_all(measurements, out, use_running=False):
         print(f"[{number}/{len(measurements)}] {m.name}: {m.requests} requests per endpoint "
               f"({', '.join(m.endpoints)}), {m.sleep:g} s sleeps", flush=True)
         if use_running:
-            server = LabServer(m.variant.mode, f"http://127.0.0.1:{default_port(m.variant.mode)}")
+            server = LabServer(m.mode, f"http://127.0.0.1:{default_port(m.mode)}")
         else:
-            server = start_mode(m.variant.mode, {**environment, **m.variant.env}, out / f"{m.slug}_server.log")
+            server = start_mode(m.mode, {**environment, **m.env}, out / f"{m.slug}_server.log")
         Path(f"{out / m.slug}_result.json").unlink(missing_ok=True)  # a file of an earlier run is no result
         try:
             code = run_locust(m, server, out / m.slug)

@@ -7,8 +7,8 @@ import math
 MAX_PARAMETER_LENGTH = 32
 
 
-class BadParameter(ValueError):
-    """A query parameter the lab refuses; the message names the problem."""
+class BadParameter(ValueError, argparse.ArgumentTypeError):
+    """A number the lab refuses; the message names the problem (argparse shows it as it is)."""
 
 
 def parse_seconds(raw, name, maximum=math.inf, maximum_name=None):
@@ -43,8 +43,5 @@ def seconds_option(raw):
     """An argparse type for --sleep-seconds: empty (the server's or profile's default) or seconds."""
     raw = str(raw).strip()
     if raw:
-        try:
-            parse_seconds(raw, "--sleep-seconds")
-        except BadParameter as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
+        parse_seconds(raw, "--sleep-seconds")
     return raw
