@@ -48,9 +48,16 @@ def on_starting(server):
         capture_output=True, text=True,
     )
     if seeded.returncode != 0:
-        last_line = (seeded.stderr.strip().splitlines() or ["no output"])[-1]
+        # init-db ends a failure with one "Error: <the database's own words>" line (Click's form).
+        last_line = (seeded.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("Error: ")
         sys.exit(f"pool-lab: could not prepare the todo table: {last_line}")
     server.log.info(seeded.stdout.strip())
+
+
+def post_worker_init(worker):
+    # The port answers as soon as the master binds; this line says the worker has loaded the app.
+    address = "http://%s:%s" % worker.sockets[0].getsockname()[:2]
+    worker.log.info("pool-lab: %s ready at %s", worker.cfg.settings["proc_name"].get(), address)
 
 
 def post_fork(server, worker):

@@ -10,6 +10,10 @@ def create_app(test_config=None):
     from . import config, db, embedded, errors, views
 
     app = Flask(__name__)
+    # Every answer JSON: /pool/ and /sleep/python (no trailing slash) are served, not redirected
+    # with an HTML 308; OPTIONS gets the JSON 405, not an empty HTML 200.
+    app.url_map.strict_slashes = False
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config.from_mapping(config.load())
     if test_config is not None:
         app.config.from_mapping(test_config)

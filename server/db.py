@@ -55,7 +55,15 @@ def init_db(reset=True):
 @with_appcontext
 def init_db_command(if_empty):
     """Create the todo table and its seed rows (idempotent)."""
-    count = init_db(reset=not if_empty)
+    from sqlalchemy.exc import DBAPIError
+
+    from .errors import database_cause
+
+    try:
+        count = init_db(reset=not if_empty)
+    except DBAPIError as error:
+        # One line that names the cause; Gunicorn's start-up shows it as it is.
+        raise click.ClickException(database_cause(error)) from None
     click.echo(f"todo table ready: {count} rows")
 
 

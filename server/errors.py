@@ -7,6 +7,7 @@ from werkzeug.exceptions import HTTPException
 
 from .db import db
 from .params import BadParameter
+from .views import ClientGone
 
 
 def error_response(status, error, message, **headers):
@@ -26,7 +27,15 @@ def http_error(exc):
     if original is not None:
         # An unhandled exception: name its type, which says more than "Internal Server Error".
         message = f"{type(original).__name__} in the server; see the server log"
-    return error_response(exc.code, exc.name.lower().replace(" ", "_"), message)
+    # A 405 says which methods would do, as HTTP asks.
+    allow = {name: value for name, value in exc.get_headers() if name == "Allow"}
+    return error_response(exc.code, exc.name.lower().replace(" ", "_"), message, **allow)
+
+
+def client_gone(exc):
+    # Nobody reads this answer; the log is what tells (499, as nginx calls it).
+    current_app.logger.warning("499 client_closed_request: the client left; its query was cancelled")
+    return error_response(499, "client_closed_request", "the client closed its connection; the query was cancelled")
 
 
 def pool_timeout(exc):
@@ -39,9 +48,13 @@ def pool_timeout(exc):
     return error_response(503, "pool_timeout", message, **{"Retry-After": str(max(1, round(pool.timeout())))})
 
 
+def database_cause(exc):
+    """The driver's first line: it names the cause (refused, terminated) without the SQL or the URL."""
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+
+
 def database_error(exc):
-    # Only the driver's first line: it names the cause (refused, terminated) without the SQL or the URL.
-    cause = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    cause = database_cause(exc)
     current_app.logger.warning("503 database_unavailable: %s", cause)
     return error_response(503, "database_unavailable", f"the database failed: {cause}",
                           **{"Retry-After": "1"})
@@ -52,3 +65,4 @@ def init_app(app):
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(PoolTimeoutError, pool_timeout)
     app.register_error_handler(DBAPIError, database_error)
+    app.register_error_handler(ClientGone, client_gone)

@@ -2,9 +2,12 @@
 
 import argparse
 import math
+import re
 
 # Longer than any sensible number ("59.999999999"), short enough to refuse junk cheaply.
 MAX_PARAMETER_LENGTH = 32
+# What a person types for seconds. float() alone would also take "1_0" (10) and other scripts' digits.
+PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
 class BadParameter(ValueError, argparse.ArgumentTypeError):
@@ -24,10 +27,12 @@ def parse_seconds(raw, name, maximum=math.inf, maximum_name=None):
         raise BadParameter(f"{name} must be a number, got {raw!r}") from None
     if not math.isfinite(seconds):
         raise BadParameter(f"{name} must be a finite number, got {raw!r}")
+    if not PLAIN_NUMBER.fullmatch(raw):
+        raise BadParameter(f"{name} must be a number, got {raw!r}")
     if not 0 <= seconds <= maximum:
         bound = f"between 0 and {maximum:g} ({maximum_name})" if maximum_name else "at least 0"
         raise BadParameter(f"{name} must be {bound}, got {raw!r}")
-    return seconds
+    return seconds + 0.0  # -0 becomes 0.0: nobody means a negative zero
 
 
 def sleep_seconds(values, default, maximum):

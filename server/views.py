@@ -1,19 +1,30 @@
 """The lab's endpoints: two ways to sleep, and a look at the connection pool."""
 
 import os
+import socket
 import time
+from contextlib import contextmanager
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 
 from . import runtime
 from .db import Todo, db
-from .params import sleep_seconds
+from .params import BadParameter, sleep_seconds
 
 bp = Blueprint("lab", __name__)
 
 
+class ClientGone(Exception):
+    """The client closed its connection while its query ran; the query was cancelled."""
+
+
 def requested_seconds():
+    # A misspelt ?Seconds= would otherwise sleep the default without a word.
+    unknown = sorted(set(request.args) - {"seconds"})
+    if unknown:
+        raise BadParameter(f"unknown parameter {unknown[0]!r}; this endpoint takes only seconds")
     return sleep_seconds(
         request.args.getlist("seconds"),
         default=current_app.config["SLEEP_SECONDS"],
@@ -37,6 +48,50 @@ def sleep_response(endpoint, seconds, started, **extra):
     )
 
 
+@contextmanager
+def cancelled_when_the_client_leaves(connection):
+    """Cancel the query if the client closes its connection, so the pooled connection comes back
+    at once instead of after the whole sleep.
+
+    Only where queries yield to gevent (green, fair): a greenlet can then watch the client's
+    socket while the request's greenlet waits for PostgreSQL. Elsewhere nothing can watch.
+    """
+    client = request.environ.get("gunicorn.socket")
+    if client is None or not (runtime.gevent_patched() and runtime.query_yields()):
+        yield
+        return
+    import gevent
+    from gevent.socket import wait_read
+
+    def watch():
+        wait_read(client.fileno())  # the client sent nothing more: readable means it closed
+        try:
+            closed = client.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            closed = True
+        if closed:
+            connection.cancel()
+    watcher = gevent.spawn(watch)
+    try:
+        yield
+    except OperationalError as error:
+        if watcher.dead and getattr(error.orig, "pgcode", None) == "57014":  # query_canceled
+            raise ClientGone() from error
+        raise
+    finally:
+        watcher.kill()
+
+
+@bp.get("/")
+def index():
+    """What the lab serves, for whoever starts at the root."""
+    return jsonify(mode=runtime.worker().get("mode"), endpoints={
+        "/sleep/python/?seconds=S": "time.sleep(S) in the worker, no database",
+        "/sleep/postgres/?seconds=S": "SELECT pg_sleep(S) on a pooled connection",
+        "/pool": "the pool and the worker: the facts a prediction is made from",
+    })
+
+
 @bp.get("/sleep/python/")
 def python_sleep():
     seconds = requested_seconds()
@@ -51,10 +106,12 @@ def python_sleep():
 def postgres_sleep():
     seconds = requested_seconds()
     started = time.time()
-    db.session.connection()  # checks a connection out of the pool (and pings it): may wait
+    # Checks a connection out of the pool (and pings it): may wait.
+    connection = db.session.connection().connection.dbapi_connection
     connected = time.time()
-    # A bound parameter, never string formatting: the value reaches SQL as data.
-    db.session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+    with cancelled_when_the_client_leaves(connection):
+        # A bound parameter, never string formatting: the value reaches SQL as data.
+        db.session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
     queried = time.time()
     # The count, not the 50 rows the original sent: it proves the query ran on the same
     # checked-out connection, while keeping 100-user Locust runs about the sleep, not JSON size.
@@ -80,6 +137,7 @@ def pool_status():
         checked_in=pool.checkedin(),
         # SQLAlchemy's own count: connections beyond pool_size, negative until the pool has filled.
         overflow=pool.overflow(),
+        open_connections=pool.checkedin() + pool.checkedout(),
         # The Procfile process, and what its worker can overlap.
         mode=worker.get("mode"),
         concurrency=runtime.concurrency(),

@@ -45,6 +45,12 @@ def test_init_db_resets_but_if_empty_keeps_rows(app):
     ("seconds=", "empty"),
     ("seconds=1&seconds=2", "2 times"),
     ("seconds=" + "1" * 40, "characters long"),
+    # float() takes these; a person typing seconds does not mean them.
+    ("seconds=1_0", "must be a number"),
+    ("seconds=1_000", "must be a number"),
+    ("seconds=%D9%A1", "must be a number"),  # an Arabic-Indic one
+    ("Seconds=0.1", "unknown parameter 'Seconds'"),
+    ("seconds=0.1&secs=2", "unknown parameter 'secs'"),
 ])
 @pytest.mark.parametrize("endpoint", ["python", "postgres"])
 def test_bad_seconds_get_a_400_that_names_the_problem(client, endpoint, query, words):
@@ -58,6 +64,10 @@ def test_seconds_default_and_bounds_are_accepted(app, client):
     app.config["SLEEP_SECONDS"] = 0.01
     assert client.get("/sleep/python/").json["seconds"] == 0.01
     assert client.get("/sleep/python/?seconds=0").json["seconds"] == 0
+    assert str(client.get("/sleep/python/?seconds=-0").json["seconds"]) == "0.0"
+    # With or without the trailing slash, the same JSON: no HTML redirect.
+    assert client.get("/sleep/python?seconds=0").json["seconds"] == 0
+    assert client.get("/pool/").json["pool_limit"] == 15
     assert client.get("/sleep/postgres/?seconds=0").json["todo_count"] == SEED_ROWS
 
 

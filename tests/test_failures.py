@@ -5,6 +5,7 @@ lost (sent but never answered): lost must be 0.
 """
 
 import json
+import socket
 import signal
 import threading
 import time
@@ -65,11 +66,20 @@ def test_bad_input_is_refused_at_once_without_touching_the_database(lab):
     ("GET", "/sleep/", 404, "not_found"),
     ("POST", "/sleep/python/", 405, "method_not_allowed"),
     ("DELETE", "/pool", 405, "method_not_allowed"),
+    ("OPTIONS", "/pool", 405, "method_not_allowed"),
 ])
 def test_unknown_paths_and_wrong_methods_get_json_errors(client, method, path, status, error):
     response = client.open(path, method=method)
     assert response.status_code == status
     assert response.json["error"] == error and response.json["message"]
+    if status == 405:
+        assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD"}
+
+
+def test_the_root_lists_what_the_lab_serves(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert set(response.json["endpoints"]) == {"/sleep/python/?seconds=S", "/sleep/postgres/?seconds=S", "/pool"}
 
 
 def test_pool_timeout_is_a_503_that_names_the_limit_with_retry_after(lab):
@@ -166,3 +176,23 @@ def test_sigterm_lets_in_flight_requests_finish_and_then_refuses(database_url, t
         assert "Handling signal: term" in server.log()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("mode", ["green", "fair"])
+def test_a_client_that_leaves_gets_its_query_cancelled_and_its_connection_back(lab, mode):
+    server = lab(mode)
+    host, port = server.url.removeprefix("http://").split(":")
+    sleep = 10 * SLEEP
+    client = socket.create_connection((host, int(port)))
+    client.sendall(f"GET /sleep/postgres/?seconds={sleep} HTTP/1.1\r\nHost: lab\r\n\r\n".encode())
+    time.sleep(SLEEP)
+    assert server.get_json("/pool")[1]["checked_out"] == 1
+    left = time.monotonic()
+    client.close()  # as curl --max-time does
+    while server.get_json("/pool")[1]["checked_out"]:
+        # Without the cancel the connection stays out for the rest of the sleep.
+        assert time.monotonic() - left < sleep / 4, "the connection was not returned"
+        time.sleep(0.02)
+    print(f"{mode}: connection back {time.monotonic() - left:.3f} s after the client left")
+    assert "499 client_closed_request" in server.log()
+    assert server.get_json(f"/sleep/postgres/?seconds={SLEEP}")[0] == 200

@@ -157,3 +157,19 @@ def test_a_mode_killed_before_it_could_stop_the_database_is_covered_by_the_reape
         master.kill()
     stop_honcho(process)
     assert stopped_within(pgdata)
+
+
+def test_a_database_that_refuses_is_named_at_start_up_without_its_password():
+    env = {**os.environ, "PATH": BIN_PATH, "GREEN_PORT": str(free_port()),
+           "DATABASE_URL": "postgresql://nobody:secret@127.0.0.1:1/x"}
+    result = subprocess.run(PROCFILE["green"], shell=True, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == ('pool-lab: could not prepare the todo table: connection to '
+                                                      'server at "127.0.0.1", port 1 failed: Connection refused')
+    assert "secret" not in result.stdout + result.stderr
+
+
+def test_each_mode_says_when_its_worker_is_ready(lab):
+    server = lab("sync")
+    assert f"pool-lab: sync ready at {server.url}" in server.log()
