@@ -20,10 +20,14 @@ def add_lab_options(parser):
     # On the parser itself, not an argument group: only Locust's add_argument puts them in the web UI.
     parser.add_argument("--behaviour", choices=("steady", "burst"), default="steady",
                         help="burst: every user sends one request at once (python first, then "
-                             "postgres) and the run ends when all are answered; steady: users loop "
-                             "with no wait, for the charts")
+                             "postgres) and the run ends when all are answered (in the web UI a burst "
+                             "spawns up to 100 users a second, whatever the ramp-up says: no request "
+                             "leaves before all are spawned); steady: users loop with no wait, for the charts")
     parser.add_argument("--sleep-seconds", type=seconds_option, default="",
                         help="?seconds= sent with every request; empty: the server's SLEEP_SECONDS")
+    parser.add_argument("--idle-wait", type=seconds_option, default="10",
+                        help="seconds a burst waits for the server's pool to be idle before it runs "
+                             "anyway, with a warning")
 
 
 @events.init.add_listener

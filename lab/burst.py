@@ -5,6 +5,8 @@ once every python request is answered, so the two never share the worker. Users
 wait on a gate per endpoint; the first gate opens when Locust has spawned everyone.
 """
 
+from collections import Counter
+
 import gevent
 from gevent.event import Event
 
@@ -22,6 +24,8 @@ class Burst:
         self._never = Event()
         self._waiting = {}
         self._order = []
+        # Requests each endpoint's users have sent: a run stopped early reports what it left in flight.
+        self.sent = Counter()
 
     def begin(self, users_per_endpoint):
         """All users are spawned: open the first endpoint that has users."""
@@ -31,6 +35,11 @@ class Burst:
 
     def wait_turn(self, endpoint):
         self._gates[endpoint].wait()
+        self.sent[endpoint] += 1
+
+    def never_began(self):
+        """Endpoints with users whose turn had not come when the run stopped."""
+        return list(self._order)
 
     def rest(self):
         """After its one request a user idles here until the runner stops it (no second request)."""

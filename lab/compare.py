@@ -141,7 +141,8 @@ def main(argv=None):
         write_csv(f"{out}.csv", rows)
         from .plot import plot_completions
 
-        plot_completions(f"{out}.png", results, args.sleep_seconds)
+        plot_completions(f"{out}.png", results, f"pool-lab: {args.profile.stem}, {args.sleep_seconds:g} s sleeps, "
+                                                 f"measured {time.strftime('%Y-%m-%d %H:%M')}")
         print(f"\nwritten: {out}.md, {out}.csv, {out}.png (Locust's files in {out}/)")
         return 0
     return run_main(run, "compare")

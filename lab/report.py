@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from .waves import ENDPOINTS, Completion, Prediction, Wave, group_waves, predict
 
 FAILURE_CAUSES = ("pool_timeout", "database_unavailable", "connection_error", "other")
-WAVES_COLUMNS = ("endpoint", "wave", "size", "predicted_size", "first_s", "last_s", "failures")
+WAVES_COLUMNS = ("endpoint", "wave", "size", "predicted_size", "first_s", "last_s", "failures", "note")
 SERVER_TIMING_COLUMNS = ("endpoint", "sent", "done", "server_started", "server_finished", "pool_wait",
                          "query_seconds")
 
@@ -78,10 +78,18 @@ class EndpointSummary:
     waves: list
     prediction: object = None
     failures: Counter = field(default_factory=Counter)
+    # Requests sent; more than `requests` (answered) when the run stopped with some in flight.
+    sent: int = 0
+
+    @property
+    def in_flight(self):
+        return max(self.sent - self.requests, 0)
 
     @property
     def ratio(self):
-        return self.total / self.prediction.ideal_total if self.prediction and self.prediction.ideal_total else None
+        if self.in_flight or not (self.prediction and self.prediction.ideal_total):
+            return None  # a total of what was answered is no measure of a burst cut short
+        return self.total / self.prediction.ideal_total
 
     @property
     def uneven(self):
@@ -97,24 +105,45 @@ class EndpointSummary:
                       "failures": Counter(data["failures"])})
 
 
-def summarize(completions, sleep=None, facts=None):
+def summarize(completions, sleep=None, facts=None, sent=None):
     """One EndpointSummary per endpoint, in burst order.
 
     `sleep` (seconds per request) turns on wave grouping: a burst run. `facts`, the
-    server's /pool answer, adds the prediction.
+    server's /pool answer, adds the prediction, made for the requests `sent` per endpoint
+    (by default, those answered).
     """
+    sent = {**{e: len(done) for e, done in completions.items()}, **(sent or {})}
     summaries = []
-    for endpoint in sorted(completions, key=lambda e: (ENDPOINTS + (e,)).index(e)):
-        done = completions[endpoint]
+    for endpoint in sorted(sent, key=lambda e: (ENDPOINTS + (e,)).index(e)):
+        done = completions.get(endpoint, [])
         summaries.append(EndpointSummary(
             endpoint=endpoint,
             requests=len(done),
-            total=max(c.at for c in done),
+            total=max((c.at for c in done), default=0.0),
             waves=group_waves(done, sleep) if sleep is not None else [],
-            prediction=predict(endpoint, len(done), sleep, facts) if facts and sleep is not None else None,
+            prediction=predict(endpoint, sent[endpoint], sleep, facts) if facts and sleep is not None else None,
             failures=Counter(c.failure for c in done if c.failure),
+            sent=sent[endpoint],
         ))
     return summaries
+
+
+def stop_notes(summaries, never_began):
+    """What a run stopped before its burst was done left behind, per endpoint (empty when complete)."""
+    notes = [(s.endpoint, s.in_flight, f"STOPPED EARLY: {s.sent} sent, {s.requests} answered, "
+                                       f"{s.in_flight} still in flight") for s in summaries if s.in_flight]
+    return notes + [(endpoint, 0, "STOPPED EARLY: never began (the run stopped first)") for endpoint in never_began]
+
+
+def uneven_cause(summary, facts, warnings):
+    """Why waves may differ from the prediction, named for the pool in use."""
+    if warnings:
+        return "the server was busy when the burst began (see the warning)"
+    limited_by_pool = summary.endpoint == "postgres" and summary.prediction.wave_sizes[0] == facts["pool_limit"]
+    if limited_by_pool and facts["pool_class"].endswith(".QueuePool") and facts["max_overflow"] > 0:
+        return "see the README, 'Uneven waves': QueuePool closes returned overflow connections"
+    return (f"not a known behaviour of {facts['pool_class'].rsplit('.', 1)[-1]}: look at the waves CSV "
+            "and the server's log")
 
 
 def write_result(path, facts, summaries, completions):
@@ -133,7 +162,8 @@ def read_result(path):
     return data["facts"], [EndpointSummary.from_dict(s) for s in data["summaries"]], completions
 
 
-def write_waves_csv(path, summaries):
+def write_waves_csv(path, summaries, warnings=(), never_began=()):
+    """A row per wave; then a row per warning and per endpoint a stop left unfinished, said in `note`."""
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(WAVES_COLUMNS)
@@ -142,7 +172,11 @@ def write_waves_csv(path, summaries):
             for wave in summary.waves:
                 expected = predicted[wave.number - 1] if wave.number <= len(predicted) else 0
                 writer.writerow((wave.endpoint, wave.number, wave.size, expected,
-                                 f"{wave.first:.3f}", f"{wave.last:.3f}", wave.failures))
+                                 f"{wave.first:.3f}", f"{wave.last:.3f}", wave.failures, ""))
+        for endpoint, in_flight, note in stop_notes(summaries, never_began):
+            writer.writerow((endpoint, "", in_flight, "", "", "", "", note))
+        for warning in warnings:
+            writer.writerow(("", "", "", "", "", "", "", f"WARNING: {warning}"))
 
 
 def write_server_timings(path, timings):
@@ -172,29 +206,53 @@ def format_table(columns, rows, markdown=False):
     return "\n".join([render(headers), render("-" * w for w in widths), *map(render, cells)])
 
 
-def format_summary(summaries, facts=None):
+def waves_tab_rows(summaries, facts, warnings=(), never_began=()):
+    """The web UI's Waves tab: a row per endpoint of the burst, beside its prediction."""
+    stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
+    rows = []
+    for s in summaries:
+        notes = [stopped.get(s.endpoint), *(f"WARNING: {w}" for w in warnings)]
+        if s.uneven and s.ratio is not None:
+            notes.append(f"UNEVEN: {uneven_cause(s, facts, warnings)}")
+        rows.append({"endpoint": s.endpoint, "requests": s.requests, "waves": _sizes(w.size for w in s.waves),
+                     "predicted": _sizes(s.prediction.wave_sizes) if s.prediction else "unavailable",
+                     "total_s": f"{s.total:.2f}", "ideal_s": f"{s.prediction.ideal_total:.2f}" if s.prediction else "",
+                     "ratio": "" if s.ratio is None else f"{s.ratio:.2f}",
+                     "failures": ", ".join(f"{cause} {n}" for cause, n in sorted(s.failures.items())) or "none",
+                     "note": "; ".join(filter(None, notes))})
+    return rows + [{"endpoint": endpoint, "requests": 0, "waves": "", "predicted": "", "total_s": "", "ideal_s": "",
+                    "ratio": "", "failures": "", "note": stopped[endpoint]} for endpoint in never_began]
+
+
+def format_summary(summaries, facts=None, warnings=(), never_began=()):
+    """The burst's summary as the terminal shows it."""
     lines = []
     if facts is not None:
         lines.append(f"pool-lab burst on the {facts['mode']} mode: pool_size {facts['pool_size']} + "
                      f"max_overflow {facts['max_overflow']}, pool timeout {facts['timeout']:g} s")
+    lines += [f"WARNING: {warning}" for warning in warnings]
+    stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
     for s in summaries:
         line = f"{s.endpoint}: {s.requests} requests, total {s.total:.2f} s"
         if s.waves:
             line += f", waves {_sizes(w.size for w in s.waves)}"
         lines.append(line)
+        if s.endpoint in stopped:
+            lines.append(f"  {stopped[s.endpoint]}")
         if s.waves and s.prediction is None:
             lines.append("  prediction: unavailable (the server's /pool did not answer)")
         elif s.waves:
             p = s.prediction
+            measured = "stopped early" if s.ratio is None else f"{s.ratio:.2f}"
             lines.append(f"  predicted: {_sizes(p.wave_sizes)} ({p.reason}); first wave "
                          f"{p.wave_sizes[0]}, measured {s.waves[0].size}; ideal total "
-                         f"{p.ideal_total:.2f} s, measured/ideal {s.ratio:.2f}")
-            if s.uneven:
-                lines.append("  UNEVEN: the waves differ from the prediction (see the README, "
-                             "'Uneven waves': QueuePool closes returned overflow connections)")
+                         f"{p.ideal_total:.2f} s, measured/ideal {measured}")
+            if s.uneven and s.ratio is not None:
+                lines.append(f"  UNEVEN: the waves differ from the prediction ({uneven_cause(s, facts, warnings)})")
         if s.failures:
             lines.append("  failures: " + ", ".join(f"{cause} {s.failures[cause]}"
                                                      for cause in FAILURE_CAUSES if s.failures[cause]))
         else:
             lines.append("  failures: none")
+    lines += [f"{endpoint}: {stopped[endpoint]}" for endpoint in never_began]
     return "\n".join(lines)

@@ -75,7 +75,8 @@ def run_locust(measurement, server, prefix):
     users = m.requests * len(m.endpoints)
     command = [sys.executable, "-m", "locust", "--config", str(m.profile), "-H", server.url,
                "--csv", str(prefix), "--html", f"{prefix}.html", "--sleep-seconds", str(m.sleep),
-               "-u", str(users), "-r", str(users), *(USER_CLASSES[e] for e in m.endpoints)]
+               # At most 100 a second: Locust warns above that, and the burst waits for everyone anyway.
+               "-u", str(users), "-r", str(min(users, 100)), *(USER_CLASSES[e] for e in m.endpoints)]
     with open(f"{prefix}_locust.log", "w") as log:
         locust = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:

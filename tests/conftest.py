@@ -103,7 +103,7 @@ WORKER_FACTS = {
 }
 
 
-def facts(mode, pool_size=5, max_overflow=10):
+def facts(mode, pool_size=5, max_overflow=10, pool_class="sqlalchemy.pool.impl.QueuePool"):
     """/pool's facts for a mode and pool shape, for tests of the prediction and the report."""
-    return {"mode": mode, **WORKER_FACTS[mode], "workers": 1, "pool_size": pool_size,
-            "max_overflow": max_overflow, "pool_limit": pool_size + max_overflow, "timeout": 30}
+    return {"mode": mode, **WORKER_FACTS[mode], "workers": 1, "pool_size": pool_size, "max_overflow": max_overflow,
+            "pool_limit": pool_size + max_overflow, "timeout": 30, "pool_class": pool_class}

@@ -1,6 +1,7 @@
 """Real headless Locust runs of the lab's profiles against real modes."""
 
 import csv
+import re
 import subprocess
 import sys
 import time
@@ -70,6 +71,7 @@ def test_hundred_user_profile_in_green_mode_fills_the_pool_first(lab, tmp_path):
     rows = read_csv(f"{prefix}_waves.csv")
     assert [int(r["predicted_size"]) for r in rows if r["endpoint"] == "postgres"][:7] == [15] * 6 + [10]
     assert "first wave 15, measured 15; ideal total 2.10 s" in result.stdout
+    assert "spawn rate is very high" not in result.stderr
 
 
 def test_pool_timeouts_are_counted_by_cause(lab, tmp_path):
@@ -134,3 +136,60 @@ def test_web_ui_offers_the_lab_options_and_runs_a_burst(lab, tmp_path):
     finally:
         ui.terminate()
         ui.wait(timeout=30)
+
+
+def test_a_run_stopped_early_says_what_it_left_behind(lab, tmp_path):
+    import signal
+
+    prefix = tmp_path / "stopped"
+    locust = subprocess.Popen(
+        [sys.executable, "-m", "locust", "--config", "profiles/5-users.conf", "-H", lab("sync").url,
+         "--sleep-seconds", "1", "--csv", str(prefix), "--html", f"{prefix}.html"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Serial 1 s sleeps: stopped once the first python answer is in, the rest are in flight
+    # and the postgres burst has not begun.
+    deadline = time.monotonic() + 60
+    while not (prefix.parent / "stopped_requests.csv").exists() or not read_csv(f"{prefix}_requests.csv"):
+        assert time.monotonic() < deadline and locust.poll() is None
+        time.sleep(0.1)
+    locust.send_signal(signal.SIGTERM)
+    output, _ = locust.communicate(timeout=60)
+    stopped = re.search(r"STOPPED EARLY: 5 sent, (\d) answered, (\d) still in flight", output)
+    assert stopped, output
+    answered, in_flight = map(int, stopped.groups())
+    assert answered + in_flight == 5 and 0 < answered < 5
+    assert "predicted: 1 1 1 1 1" in output  # for the 5 sent, not the answered
+    assert "postgres: STOPPED EARLY: never began (the run stopped first)" in output
+    notes = [row["note"] for row in read_csv(f"{prefix}_waves.csv") if row["note"]]
+    assert notes == [stopped.group(0), "STOPPED EARLY: never began (the run stopped first)"]
+
+
+def test_a_burst_waits_for_a_busy_pool_then_warns(lab, tmp_path):
+    import socket
+
+    server = lab("green")
+    host, port = server.url.removeprefix("http://").split(":")
+    # An earlier client's request holds a connection through the whole burst.
+    holder = socket.create_connection((host, int(port)))
+    holder.sendall(f"GET /sleep/postgres/?seconds={30 * SLEEP} HTTP/1.1\r\nHost: lab\r\n\r\n".encode())
+    try:
+        time.sleep(SLEEP)
+        result, _ = run_locust(server.url, tmp_path / "busy", "5-users", "--idle-wait", "0.5")
+    finally:
+        holder.close()
+    assert result.returncode == 0, result.stderr
+    warning = "WARNING: the pool had 1 connection(s) checked out when the burst began, still after 0.5 s"
+    assert warning in result.stdout
+    assert any(row["note"].startswith(warning) for row in read_csv(tmp_path / "busy_waves.csv"))
+
+
+def test_a_steady_run_reports_response_times_and_keeps_no_request_log(lab, tmp_path):
+    prefix = tmp_path / "steady"
+    result, _ = run_locust(lab("green").url, prefix, "5-users", "--behaviour", "steady", "-u", "2",
+                           "--run-time", "2s", "--sleep-seconds", "0.1")
+    assert result.returncode == 0, result.stderr
+    assert "pool-lab steady run" in result.stdout
+    steady = re.search(r"python: \d+ requests, 0 failed; response time median (\d+) ms", result.stdout)
+    assert steady and int(steady.group(1)) >= 100, result.stdout  # no answer before its 0.1 s sleep
+    assert "total" not in result.stdout.split("pool-lab steady run", 1)[1]
+    assert read_csv(f"{prefix}_requests.csv") == []  # the header only

@@ -61,3 +61,36 @@ def test_a_result_file_reads_back_as_written(tmp_path):
     summaries = report.summarize(completions, sleep=1.0, facts=FACTS)
     report.write_result(tmp_path / "result.json", FACTS, summaries, completions)
     assert report.read_result(tmp_path / "result.json") == (FACTS, summaries, completions)
+
+
+def test_uneven_waves_name_the_cause_that_fits_the_pool():
+    # Predicted 3 3 for a pool of 2 + 1; measured 3 2 1.
+    completions = {"postgres": [report.Completion("postgres", at, None) for at in (1.0, 1.0, 1.0, 2.0, 2.0, 3.0)]}
+    fair = facts("green", 2, 1, pool_class="server.pool.FairQueuePool")
+    for pool_facts, cause in [
+            (FACTS, "see the README, 'Uneven waves': QueuePool closes returned overflow connections"),
+            (fair, "not a known behaviour of FairQueuePool: look at the waves CSV and the server's log")]:
+        [summary] = report.summarize(completions, sleep=1.0, facts=pool_facts)
+        assert summary.uneven
+        assert f"UNEVEN: the waves differ from the prediction ({cause})" in report.format_summary([summary], pool_facts)
+    busy = report.format_summary([summary], fair, warnings=["the pool had 1 connection(s) checked out"])
+    assert "WARNING: the pool had 1 connection(s) checked out" in busy
+    assert "UNEVEN: the waves differ from the prediction (the server was busy when the burst began" in busy
+    assert "QueuePool" not in busy.replace("FairQueuePool", "")
+
+
+def test_a_burst_stopped_early_says_what_was_sent_answered_and_never_began(tmp_path):
+    completions = {"python": [report.Completion("python", 1.0, None)] * 3}
+    summaries = report.summarize(completions, sleep=1.0, facts=facts("sync"), sent={"python": 5})
+    [python] = summaries
+    assert (python.sent, python.requests, python.in_flight, python.ratio) == (5, 3, 2, None)
+    assert python.prediction.wave_sizes == (1,) * 5  # for what was sent, not what was answered
+    text = report.format_summary(summaries, facts("sync"), never_began=["postgres"])
+    assert "python: STOPPED EARLY" not in text and "STOPPED EARLY: 5 sent, 3 answered, 2 still in flight" in text
+    assert "postgres: STOPPED EARLY: never began (the run stopped first)" in text
+    assert "measured/ideal stopped early" in text and "UNEVEN" not in text
+    report.write_waves_csv(tmp_path / "waves.csv", summaries, never_began=["postgres"])
+    with open(tmp_path / "waves.csv", newline="") as waves:
+        notes = [(row["endpoint"], row["size"], row["note"]) for row in csv.DictReader(waves) if row["note"]]
+    assert notes == [("python", "2", "STOPPED EARLY: 5 sent, 3 answered, 2 still in flight"),
+                     ("postgres", "0", "STOPPED EARLY: never began (the run stopped first)")]

@@ -1,0 +1,89 @@
+"""Locust's web UI in a real Chromium: a burst with the lab's options, its Waves tab, options that persist."""
+
+import csv
+import io
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psutil
+import pytest
+
+from conftest import SLEEP
+from lab.servers import ROOT, free_port
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium: install Debian's chromium package (apt-get install chromium), "
+                             "as .ci/run does; Playwright's own browser download cannot work here")
+
+
+@pytest.fixture
+def web_ui():
+    """`locust` as a newcomer starts it: from the project directory, no options but the port."""
+    port = free_port()
+    before = set((ROOT / "reports").glob("webui*"))
+    ui = subprocess.Popen([sys.executable, "-m", "locust", "--web-port", str(port)], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=2)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and ui.poll() is None, ui.stdout.read()
+            time.sleep(0.2)
+    yield ui, f"http://127.0.0.1:{port}"
+    ui.terminate()
+    ui.wait(timeout=30)
+    for made in set((ROOT / "reports").glob("webui*")) - before:
+        made.unlink()
+
+
+def test_a_burst_in_the_browser_shows_its_waves_and_keeps_its_options(lab, web_ui, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    ui, base = web_ui
+    # locust.conf keeps the web UI on loopback, like every server of the lab.
+    assert {c.laddr.ip for c in psutil.Process(ui.pid).net_connections() if c.status == "LISTEN"} == {"127.0.0.1"}
+    server = lab("green")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 700})
+        page.goto(base)
+        page.fill("input[name=userCount]", "10")
+        page.fill("input[name=spawnRate]", "1")  # would delay a burst by 9 s
+        page.fill("input[name=host]", server.url)
+        page.get_by_text("Custom parameters").click()
+        page.select_option("select[name=behaviour]", "burst")
+        page.fill("input[name=sleepSeconds]", str(SLEEP))
+        page.get_by_role("button", name="Start").click()
+        # The burst stops the test by itself once every request is answered.
+        page.get_by_text("STOPPED").wait_for(timeout=60_000)
+        page.get_by_role("tab", name="Waves").click()
+        rows = page.locator("table tbody tr")
+        rows.first.wait_for()
+        table = [row.locator("td").all_inner_texts() for row in rows.all()]
+        page.screenshot(path=tmp_path / "waves-tab.png")
+        assert [(r[0], r[1], r[2], r[3], r[7]) for r in table] == [
+            ("python", "5", "5", "5", "none"), ("postgres", "5", "5", "5", "none")]
+
+        page.get_by_role("tab", name="Download data").click()
+        link = page.get_by_role("link", name="Download the waves CSV of the last burst")
+        waves = urllib.request.urlopen(base + "/" + link.get_attribute("href").removeprefix("./")).read().decode()
+        assert [(r["endpoint"], r["size"]) for r in csv.DictReader(io.StringIO(waves))] == [
+            ("python", "5"), ("postgres", "5")]
+
+        page.reload()
+        page.get_by_role("button", name="New").click()
+        page.get_by_text("Custom parameters").click()
+        assert page.input_value("select[name=behaviour]") == "burst"
+        assert page.input_value("input[name=sleepSeconds]") == str(SLEEP)
+        browser.close()
+    ui.terminate()
+    output = ui.communicate(timeout=30)[0]
+    # Everyone spawned at once, whatever the form's ramp-up said.
+    assert "Ramping to 10 users at a rate of 10.00 per second" in output
+    assert list((ROOT / "reports").glob("webui-green-*_waves.csv"))
