@@ -34,8 +34,11 @@ class Burst:
         self._open_next()
 
     def wait_turn(self, endpoint):
-        self._gates[endpoint].wait()
+        self.wait_begun(endpoint)
         self.sent[endpoint] += 1
+
+    def wait_begun(self, endpoint):
+        self._gates[endpoint].wait()
 
     def never_began(self):
         """Endpoints with users whose turn had not come when the run stopped."""

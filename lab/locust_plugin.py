@@ -16,7 +16,7 @@ from locust.contrib.csv_request_logger import CsvRequestLogger
 
 from server.params import BadParameter, seconds_option
 
-from . import report
+from . import memory, report
 from .burst import Burst
 
 # Where the per-request log goes when no --csv prefix is given (web UI runs); each web UI
@@ -31,13 +31,18 @@ log = logging.getLogger("pool-lab")
 
 
 def fetch_facts(host):
-    """The server's /pool: the facts its prediction is made from, before the burst."""
-    try:
-        with urllib.request.urlopen(f"{host.rstrip('/')}/pool", timeout=5) as answer:
-            return json.load(answer)
-    except (OSError, ValueError) as error:
-        log.warning("no prediction: %s/pool did not answer (%s)", host, error)
+    """The server's /pool, with its database's /db as "db": the facts its prediction is made from."""
+    facts = {}
+    for path in ("/pool", "/db"):
+        try:
+            with urllib.request.urlopen(f"{host.rstrip('/')}{path}", timeout=5) as answer:
+                facts[path] = json.load(answer)
+        except (OSError, ValueError) as error:
+            log.warning("%s%s did not answer (%s)", host, path, error)
+    if "/pool" not in facts:
+        log.warning("no prediction: without /pool the server's facts are unknown")
         return None
+    return {**facts["/pool"], "db": facts.get("/db")}
 
 
 class BurstRequestLog(CsvRequestLogger):
@@ -100,6 +105,8 @@ class LabRun:
         if self.behaviour == "burst":
             # A connection still held by an earlier client would skew the waves.
             self.wait_until_idle(environment.host, patience)
+            self.memory_samples, self.sampler = [], gevent.spawn(self.sample_memory, float(seconds or 0) or (
+                (self.facts or {}).get("sleep_seconds") or 0))
         if not self.csv_prefix and self.facts:
             # A web UI run: its files must not overwrite the last run's.
             self.prefix = Path(f"{DEFAULT_PREFIX}-{self.facts['mode']}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -116,6 +123,20 @@ class LabRun:
                                  f"burst began, still after {patience:g} s (--idle-wait): an earlier client's requests")
             log.warning("pool-lab: %s", self.warnings[-1])
 
+    def sample_memory(self, sleep):
+        """Sample PostgreSQL's client backends halfway through the postgres burst's first wave, when
+        its connections are all open and sleeping (if the database runs on this machine).
+
+        Once, not on a timer: psutil reads each backend's /proc files in this process, which
+        would hold up Locust's users for as long; half a sleep from any answer, it delays none.
+        """
+        postmaster = ((self.facts or {}).get("db") or {}).get("postmaster_pid")
+        self.burst.wait_begun("postgres")
+        gevent.sleep(sleep / 2)
+        sample = memory.sample_backends(postmaster)
+        if sample is not None:
+            self.memory_samples.append((round(sleep / 2, 3), sample))
+
     def on_request(self, name, start_time, response_time, response, exception, **kwargs):
         """Keep the server's timestamps of each answer, for splitting its time by part."""
         # Burst runs only: a steady run may answer millions, which the timings have no use for.
@@ -126,7 +147,8 @@ class LabRun:
             self.server_timings.append({
                 "endpoint": report.endpoint_of(name), "sent": start_time, "done": start_time + response_time / 1000,
                 "server_started": answer["started_at"], "server_finished": answer["finished_at"],
-                "pool_wait": answer.get("pool_wait", ""), "query_seconds": answer.get("query_seconds", "")})
+                "pool_wait": answer.get("pool_wait", ""), "connect_seconds": answer.get("connect_seconds", ""),
+                "query_seconds": answer.get("query_seconds", "")})
         except (TypeError, ValueError, KeyError):
             pass
 
@@ -139,8 +161,13 @@ class LabRun:
                           for cls in self.environment.user_classes})
 
     def _finish_burst(self):
-        # Reported before the stop, so the web UI's last poll of a running test already shows it.
-        self.report_burst()
+        try:
+            # Reported before the stop, so the web UI's last poll of a running test already shows it.
+            self.report_burst()
+        finally:
+            self._stop()
+
+    def _stop(self):
         # Headless runs end on their own; the web UI keeps its charts and can start another burst.
         if self.environment.parsed_options.headless:
             # Locust rewrites its --csv files once per CSV_STATS_INTERVAL_SEC and not at quit:
@@ -169,6 +196,7 @@ class LabRun:
         if self.reported:
             return
         self.reported = True
+        self.sampler.kill()
         completions = report.read_request_log(self.request_log.filepath, since=self.started)
         never_began = self.burst.never_began()
         if not completions and not self.burst.sent:
@@ -179,10 +207,14 @@ class LabRun:
         self.waves_csv = f"{self.prefix}_waves.csv"
         report.write_waves_csv(self.waves_csv, summaries, self.warnings, never_began)
         report.write_server_timings(f"{self.prefix}_server_timing.csv", self.server_timings)
-        report.write_result(f"{self.prefix}_result.json", self.facts, summaries, completions)
+        peak = max((sample for _, sample in self.memory_samples), key=lambda s: s.backends, default=None)
+        costs = report.connection_costs(self.server_timings, peak, None if self.memory_samples else (
+            "cannot be sampled: the database does not run on this machine (or /db did not answer)"))
+        memory.write_samples(f"{self.prefix}_memory.csv", self.memory_samples)
+        report.write_result(f"{self.prefix}_result.json", self.facts, summaries, completions, costs)
         self.waves_rows = report.waves_tab_rows(summaries, self.facts, self.warnings, never_began)
-        print(f"{report.format_summary(summaries, self.facts, self.warnings, never_began)}\n"
-              f"waves: {self.waves_csv}", flush=True)
+        print("\n".join([report.format_summary(summaries, self.facts, self.warnings, never_began),
+                         *report.format_costs(costs), f"waves: {self.waves_csv}"]), flush=True)
 
     def extend_web_ui(self, web_ui):
         """A Waves tab and its CSV, options that keep their last values, and bursts that spawn at once."""

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 
 from .waves import ENDPOINTS, Completion, Prediction, Wave, group_waves, predict
 
-FAILURE_CAUSES = ("pool_timeout", "database_unavailable", "connection_error", "other")
+FAILURE_CAUSES = ("pool_timeout", "too_many_connections", "database_unavailable", "connection_error", "other")
 WAVES_COLUMNS = ("endpoint", "wave", "size", "predicted_size", "first_s", "last_s", "failures", "note")
-SERVER_TIMING_COLUMNS = ("endpoint", "sent", "done", "server_started", "server_finished", "pool_wait",
+SERVER_TIMING_COLUMNS = ("endpoint", "sent", "done", "server_started", "server_finished", "pool_wait", "connect_seconds",
                          "query_seconds")
 
 
@@ -146,20 +146,53 @@ def uneven_cause(summary, facts, warnings):
             "and the server's log")
 
 
-def write_result(path, facts, summaries, completions):
-    """A run's result, for whoever started it: the server's facts, the summaries, every completion."""
+def write_result(path, facts, summaries, completions, costs=None):
+    """A run's result, for whoever started it: the server's facts, the summaries, every completion, the costs."""
     with open(path, "w", encoding="utf-8") as out:
         # failures by hand: asdict would rebuild the Counter from (cause, count) pairs, counting the pairs.
         json.dump({"facts": facts, "summaries": [{**asdict(s), "failures": dict(s.failures)} for s in summaries],
-                   "completions": {e: [(c.at, c.failure) for c in done] for e, done in completions.items()}}, out)
+                   "completions": {e: [(c.at, c.failure) for c in done] for e, done in completions.items()},
+                   "costs": costs or {}}, out)
 
 
 def read_result(path):
-    """(facts, summaries, completions) as write_result wrote them."""
+    """(facts, summaries, completions, costs) as write_result wrote them."""
     with open(path, encoding="utf-8") as result:
         data = json.load(result)
     completions = {e: [Completion(e, at, failure) for at, failure in done] for e, done in data["completions"].items()}
-    return data["facts"], [EndpointSummary.from_dict(s) for s in data["summaries"]], completions
+    return data["facts"], [EndpointSummary.from_dict(s) for s in data["summaries"]], completions, data["costs"]
+
+
+def connection_costs(timings, memory_peak, memory_unavailable=None):
+    """What the burst's new connections cost: the time each took to open (from the server's answers)
+    and the memory of PostgreSQL's client backends at their peak (a lab.memory.Sample)."""
+    opened = sorted(t["connect_seconds"] for t in timings if t.get("connect_seconds"))
+    costs = {"connections_opened": len(opened)}
+    if opened:
+        costs.update(connect_median_ms=round(1000 * opened[len(opened) // 2], 2),
+                     connect_p95_ms=round(1000 * opened[min(len(opened) - 1, int(0.95 * len(opened)))], 2))
+    if memory_peak and memory_peak.backends:
+        costs.update(peak_backends=memory_peak.backends, uss_mib=round(memory_peak.uss_mib, 1),
+                     pss_mib=round(memory_peak.pss_mib, 1),
+                     uss_mib_per_backend=round(memory_peak.uss_mib / memory_peak.backends, 2),
+                     pss_mib_per_backend=round(memory_peak.pss_mib / memory_peak.backends, 2))
+    elif memory_unavailable:
+        costs["memory"] = memory_unavailable
+    return costs
+
+
+def format_costs(costs):
+    lines = []
+    if costs.get("connections_opened"):
+        lines.append(f"connections opened: {costs['connections_opened']}, median {costs['connect_median_ms']} ms, "
+                     f"95th percentile {costs['connect_p95_ms']} ms each")
+    if "peak_backends" in costs:
+        lines.append(f"PostgreSQL's client backends at the peak: {costs['peak_backends']}, "
+                     f"{costs['uss_mib_per_backend']} MiB each of their own (USS; {costs['pss_mib_per_backend']} MiB "
+                     f"with their share of shared memory, PSS), {costs['uss_mib']} MiB USS in all")
+    elif "memory" in costs:
+        lines.append(f"memory: {costs['memory']}")
+    return lines
 
 
 def write_waves_csv(path, summaries, warnings=(), never_began=()):
@@ -228,8 +261,14 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
     """The burst's summary as the terminal shows it."""
     lines = []
     if facts is not None:
-        lines.append(f"pool-lab burst on the {facts['mode']} mode: pool_size {facts['pool_size']} + "
-                     f"max_overflow {facts['max_overflow']}, pool timeout {facts['timeout']:g} s")
+        pool = (f"pool_size {facts['pool_size']} + max_overflow {facts['max_overflow']}, pool timeout "
+                f"{facts['timeout']:g} s" if facts["pool_limit"] is not None else
+                f"{facts['pool_class'].rsplit('.', 1)[-1]}, a new connection per request")
+        ceiling = facts.get("db")
+        if ceiling:
+            pool += (f"; PostgreSQL max_connections {ceiling['max_connections']}, {ceiling['open_connections']} "
+                     f"open, {ceiling['accepts']} more accepted")
+        lines.append(f"pool-lab burst on the {facts['mode']} mode: {pool}")
     lines += [f"WARNING: {warning}" for warning in warnings]
     stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
     for s in summaries:
@@ -247,6 +286,10 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
             lines.append(f"  predicted: {_sizes(p.wave_sizes)} ({p.reason}); first wave "
                          f"{p.wave_sizes[0]}, measured {s.waves[0].size}; ideal total "
                          f"{p.ideal_total:.2f} s, measured/ideal {measured}")
+            if p.refused:
+                lines.append(f"  predicted {s.sent - p.refused} succeeded and {p.refused} too_many_connections; "
+                             f"measured {s.requests - sum(s.failures.values())} succeeded and "
+                             f"{s.failures['too_many_connections']} too_many_connections")
             if s.uneven and s.ratio is not None:
                 lines.append(f"  UNEVEN: the waves differ from the prediction ({uneven_cause(s, facts, warnings)})")
         if s.failures:

@@ -45,6 +45,7 @@ class Result:
     facts: dict
     summaries: list
     completions: dict
+    costs: dict
 
     def summary(self, endpoint):
         return next((s for s in self.summaries if s.endpoint == endpoint), None)

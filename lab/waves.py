@@ -61,10 +61,12 @@ class Prediction:
     wave_sizes: tuple[int, ...]
     sleep: float
     reason: str
+    # Requests the database refuses at once (too_many_connections): the first wave, answered at once.
+    refused: int = 0
 
     @property
     def ideal_total(self):
-        return len(self.wave_sizes) * self.sleep
+        return (len(self.wave_sizes) - bool(self.refused)) * self.sleep
 
 
 def limits(endpoint, facts):
@@ -77,13 +79,28 @@ def limits(endpoint, facts):
     if endpoint == "postgres":
         if not facts["query_yields"]:
             found.append((workers, f"serial: a query blocks the whole {worker} (its driver does not yield)"))
-        found.append((facts["pool_limit"] * workers, f"waves of the pool limit: pool_size {facts['pool_size']} "
-                                                     f"+ max_overflow {facts['max_overflow']}"))
+        if facts["pool_limit"] is not None:
+            found.append((facts["pool_limit"] * workers, f"waves of the pool limit: pool_size "
+                                                         f"{facts['pool_size']} + max_overflow {facts['max_overflow']}"))
     return found
 
 
 def predict(endpoint, requests, sleep, facts):
-    """Predict a burst of `requests` sleeps of `sleep` seconds on one endpoint: waves of the tightest limit."""
+    """Predict a burst of `requests` sleeps of `sleep` seconds on one endpoint: waves of the tightest limit.
+
+    With /db's facts (`facts["db"]`), the database's ceiling too: A, the connections it still
+    accepts. Without a pool limit every request opens a connection at once, so past A the
+    database refuses the rest at once; a pool limit above A is named as a risk.
+    """
     concurrency, reason = min(limits(endpoint, facts), key=lambda limit: limit[0])
+    ceiling = facts.get("db") if endpoint == "postgres" else None
+    if ceiling:
+        accepts = ceiling["accepts"]
+        where = f"max_connections {ceiling['max_connections']}, {ceiling['open_connections']} open"
+        if facts["pool_limit"] is None and min(requests, concurrency) > accepts:
+            return Prediction((requests - accepts, accepts), sleep, refused=requests - accepts, reason=(
+                f"the database's ceiling: it accepts {accepts} more connections ({where}) and refuses the rest"))
+        if facts["pool_limit"] is not None and facts["pool_limit"] * facts["workers"] > accepts:
+            reason += f"; beyond the {accepts} connections the database accepts ({where}): expect refusals"
     full, rest = divmod(requests, concurrency)
     return Prediction((concurrency,) * full + ((rest,) if rest else ()), sleep, reason)

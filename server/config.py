@@ -63,7 +63,7 @@ def psycopg2_url(raw):
     return url
 
 
-POOL_CLASSES = ("queue", "fair")
+POOL_CLASSES = ("queue", "fair", "null")
 
 
 def _choice(environ, name, choices):
@@ -79,6 +79,12 @@ def _database_url(environ):
         return None
     psycopg2_url(raw)
     return raw
+
+
+def pg_max_connections(environ=None):
+    """The embedded PostgreSQL's max_connections; None for PostgreSQL's own default (100)."""
+    # At least 4: PostgreSQL keeps 3 slots for superusers and needs one more to start.
+    return _integer(os.environ if environ is None else environ, "PG_MAX_CONNECTIONS", None, minimum=4)
 
 
 def load(environ=None):
@@ -98,6 +104,8 @@ def load(environ=None):
         # pool_timeout to int, so 0.5 would silently become 0 (fail at once).
         "POOL_TIMEOUT": _integer(environ, "POOL_TIMEOUT", 30, minimum=1),
         "PSYCOGREEN": _flag(environ, "PSYCOGREEN"),
-        # queue: SQLAlchemy's stock QueuePool (the original's behaviour); fair: server.pool.FairQueuePool.
+        # queue: SQLAlchemy's stock QueuePool (the original's behaviour); fair: server.pool.FairQueuePool;
+        # null: SQLAlchemy's NullPool, a new connection per request.
         "POOL_CLASS": _choice(environ, "POOL_CLASS", POOL_CLASSES),
+        "PG_MAX_CONNECTIONS": pg_max_connections(environ),
     }

@@ -1,10 +1,16 @@
 """The database: the Flask-SQLAlchemy extension, the original's Todo table, and init-db."""
 
+import threading
+import time
+
 import click
+import psutil
+from flask import current_app, g, has_request_context
 from flask.cli import with_appcontext
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import String, delete, func, select
+from sqlalchemy import String, create_engine, delete, event, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import NullPool, StaticPool
 
 from .config import psycopg2_url
 from .pool import FairQueuePool
@@ -67,17 +73,61 @@ def init_db_command(if_empty):
     click.echo(f"todo table ready: {count} rows")
 
 
+def timed_connect(dialect, connection_record, cargs, cparams):
+    """Open each new database connection here, to time it: the request's connect_seconds."""
+    started = time.perf_counter()
+    connection = dialect.connect(*cargs, **cparams)
+    if has_request_context():
+        g.connect_seconds = g.get("connect_seconds", 0.0) + time.perf_counter() - started
+    return connection
+
+
+# What PostgreSQL says of its own ceiling. Client backends only: not its own background processes.
+CEILING_QUERY = text("""
+    SELECT current_setting('max_connections')::int AS max_connections,
+           current_setting('superuser_reserved_connections')::int AS superuser_reserved_connections,
+           (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+           (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS open_connections,
+           current_setting('server_version') AS server_version,
+           pg_backend_pid() AS backend_pid""")
+_ceiling_lock = threading.Lock()  # created in the worker, after gevent's patching: a greenlet lock there
+
+
+def database_facts():
+    """What the database says of itself, on a connection of its own that is kept open: /db must
+    answer while a burst holds every pooled connection, and even at max_connections."""
+    extensions = current_app.extensions
+    if "pool_lab_ceiling" not in extensions:
+        extensions["pool_lab_ceiling"] = create_engine(db.engine.url, poolclass=StaticPool, pool_pre_ping=True)
+    with _ceiling_lock, extensions["pool_lab_ceiling"].connect() as connection:
+        facts = dict(connection.execute(CEILING_QUERY).mappings().one())
+    # Slots a new connection of the lab's role can still take.
+    reserved = 0 if facts["superuser"] else facts["superuser_reserved_connections"]
+    facts["accepts"] = max(facts["max_connections"] - reserved - facts["open_connections"], 0)
+    # The server's main process, when the database runs on this machine: whose backends'
+    # memory a load generator here can sample.
+    try:
+        facts["postmaster_pid"] = psutil.Process(facts.pop("backend_pid")).ppid()
+    except psutil.Error:
+        facts["postmaster_pid"] = None
+    return facts
+
+
 def init_app(app):
     app.config["SQLALCHEMY_DATABASE_URI"] = psycopg2_url(app.config["DATABASE_URL"])
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+    # A connection broken by a database restart is replaced at checkout, not handed to a request.
+    options = {"pool_pre_ping": True}
+    if app.config["POOL_CLASS"] == "null":
+        # No pool: each request opens a connection of its own and closes it; no limit but the database's.
+        options["poolclass"] = NullPool
+    else:
         # Flask-SQLAlchemy 3 dropped SQLALCHEMY_POOL_SIZE & co.: all pool settings go here.
-        "pool_size": app.config["POOL_SIZE"],
-        "max_overflow": app.config["MAX_OVERFLOW"],
-        "pool_timeout": app.config["POOL_TIMEOUT"],
-        # A connection broken by a database restart is replaced at checkout, not handed to a request.
-        "pool_pre_ping": True,
-    }
-    if app.config["POOL_CLASS"] == "fair":
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"]["poolclass"] = FairQueuePool
+        options.update(pool_size=app.config["POOL_SIZE"], max_overflow=app.config["MAX_OVERFLOW"],
+                       pool_timeout=app.config["POOL_TIMEOUT"])
+        if app.config["POOL_CLASS"] == "fair":
+            options["poolclass"] = FairQueuePool
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
+    with app.app_context():
+        event.listen(db.engine, "do_connect", timed_connect)
     app.cli.add_command(init_db_command)

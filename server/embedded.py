@@ -17,6 +17,8 @@ from pathlib import Path
 
 import psutil
 
+from . import config
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PGDATA = PROJECT_ROOT / "var" / "pgdata"
 # pgserver's own file in the data directory listing the pids holding a handle.
@@ -28,6 +30,8 @@ def data_directory(environ=None):
     return Path(environ.get("EMBEDDED_PGDATA") or DEFAULT_PGDATA).expanduser().resolve()
 
 
+# The lab's own settings for the server, included from postgresql.conf (PG_MAX_CONNECTIONS).
+SETTINGS_FILE = "pool-lab.conf"
 REAPER_LOCK_FILE = ".reaper.lock"
 REAPER_INTERVAL = 0.5
 
@@ -70,11 +74,47 @@ def start(pgdata=None, reaper=False):
         if pgdata.exists():
             _forget_dead_handles(pgdata)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    _apply_max_connections(server, pgdata, config.pg_max_connections())
     if reaper:
         subprocess.Popen([sys.executable, "-m", "server.embedded", "reap", str(pgdata)], cwd=PROJECT_ROOT,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
     return server
+
+
+def _apply_max_connections(server, pgdata, wanted):
+    """PG_MAX_CONNECTIONS (empty: PostgreSQL's own 100), which PostgreSQL reads only when it starts.
+
+    pgserver starts the server with fixed options, so the value goes into a file that
+    postgresql.conf includes; a server running with another value is restarted when this
+    process is its only holder, and otherwise left running with a warning that says so.
+    """
+    import psycopg2
+
+    pgserver = _pgserver()
+    user = "pgserver" if os.geteuid() == 0 else None
+    conf = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{SETTINGS_FILE}'"
+    if include not in conf.read_text():
+        with conf.open("a") as out:
+            out.write(f"\n# pool-lab's settings (PG_MAX_CONNECTIONS)\n{include}\n")
+    (pgdata / SETTINGS_FILE).write_text("" if wanted is None else f"max_connections = {wanted}\n")
+    configured = pgserver.postgres(["-C", "max_connections"], pgdata=pgdata, user=user).strip()
+    with psycopg2.connect(server.get_uri()) as connection, connection.cursor() as cursor:
+        cursor.execute("SHOW max_connections")
+        running = cursor.fetchone()[0]
+    connection.close()
+    if running == configured:
+        return
+    with pgserver.PostgresServer._lock:
+        alone = _forget_dead_handles(pgdata) == [os.getpid()]
+        if alone:
+            pgserver.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=user)
+            server.ensure_postgres_running()  # reads the new postmaster's pid, for the stop at exit
+    if not alone:
+        print(f"pool-lab: the embedded PostgreSQL runs with max_connections {running}, not {configured}: "
+              "other processes hold it; stop them all (Ctrl-C) and start again to apply PG_MAX_CONNECTIONS",
+              file=sys.stderr)
 
 
 def database_url(configured=None, pgdata=None, reaper=False):

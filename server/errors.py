@@ -53,8 +53,17 @@ def database_cause(exc):
     return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
 
 
+# PostgreSQL's words when every connection slot is taken (SQLSTATE 53300, which psycopg2 does
+# not set on an error raised while connecting).
+TOO_MANY_CONNECTIONS = ("too many clients already", "remaining connection slots are reserved")
+
+
 def database_error(exc):
     cause = database_cause(exc)
+    if any(words in cause for words in TOO_MANY_CONNECTIONS):
+        message = f"PostgreSQL refused a new connection: every one of its max_connections slots is taken ({cause})"
+        current_app.logger.warning("503 too_many_connections: %s", message)
+        return error_response(503, "too_many_connections", message, **{"Retry-After": "1"})
     current_app.logger.warning("503 database_unavailable: %s", cause)
     return error_response(503, "database_unavailable", f"the database failed: {cause}",
                           **{"Retry-After": "1"})

@@ -5,12 +5,13 @@ import socket
 import time
 from contextlib import contextmanager
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import QueuePool
 
 from . import runtime
-from .db import Todo, db
+from .db import Todo, database_facts, db
 from .params import BadParameter, sleep_seconds
 
 bp = Blueprint("lab", __name__)
@@ -89,6 +90,7 @@ def index():
         "/sleep/python/?seconds=S": "time.sleep(S) in the worker, no database",
         "/sleep/postgres/?seconds=S": "SELECT pg_sleep(S) on a pooled connection",
         "/pool": "the pool and the worker: the facts a prediction is made from",
+        "/db": "what the database says of its ceiling: max_connections, connections open",
     })
 
 
@@ -116,28 +118,45 @@ def postgres_sleep():
     # The count, not the 50 rows the original sent: it proves the query ran on the same
     # checked-out connection, while keeping 100-user Locust runs about the sleep, not JSON size.
     todo_count = db.session.scalar(select(func.count()).select_from(Todo))
+    # pool_wait includes connect_seconds: the time spent opening a new connection, if one was opened.
     return sleep_response("postgres", seconds, started, todo_count=todo_count,
-                          pool_wait=round(connected - started, 6), query_seconds=round(queried - connected, 6))
+                          pool_wait=round(connected - started, 6), query_seconds=round(queried - connected, 6),
+                          connect_seconds=round(g.get("connect_seconds", 0.0), 6))
+
+
+def pool_counts(pool):
+    if not isinstance(pool, QueuePool):
+        # NullPool keeps no connection and sets no limit: none of these apply.
+        return dict.fromkeys(("pool_size", "max_overflow", "pool_limit", "timeout", "checked_out", "checked_in",
+                              "overflow", "open_connections"))
+    return {
+        "pool_size": pool.size(),
+        "max_overflow": current_app.config["MAX_OVERFLOW"],
+        # The most connections the pool hands out at once: queries beyond it wait.
+        "pool_limit": pool.size() + current_app.config["MAX_OVERFLOW"],
+        "timeout": pool.timeout(),
+        "checked_out": pool.checkedout(),
+        "checked_in": pool.checkedin(),
+        # SQLAlchemy's own count: connections beyond pool_size, negative until the pool has filled.
+        "overflow": pool.overflow(),
+        "open_connections": pool.checkedin() + pool.checkedout(),
+    }
+
+
+@bp.get("/db")
+def database_status():
+    """What the database says of itself: the ceiling a prediction without a pool limit needs."""
+    return jsonify(database_facts())
 
 
 @bp.get("/pool")
 def pool_status():
     """The pool and the worker as they are: the facts a load generator predicts waves from."""
     pool = db.engine.pool
-    config = current_app.config
     worker = runtime.worker()
     return jsonify(
         pool_class=f"{type(pool).__module__}.{type(pool).__qualname__}",
-        pool_size=pool.size(),
-        max_overflow=config["MAX_OVERFLOW"],
-        # The most connections the pool hands out at once: queries beyond it wait.
-        pool_limit=pool.size() + config["MAX_OVERFLOW"],
-        timeout=pool.timeout(),
-        checked_out=pool.checkedout(),
-        checked_in=pool.checkedin(),
-        # SQLAlchemy's own count: connections beyond pool_size, negative until the pool has filled.
-        overflow=pool.overflow(),
-        open_connections=pool.checkedin() + pool.checkedout(),
+        **pool_counts(pool),
         # The Procfile process, and what its worker can overlap.
         mode=worker.get("mode"),
         concurrency=runtime.concurrency(),
@@ -149,6 +168,6 @@ def pool_status():
         pid=os.getpid(),
         database=db.engine.url.render_as_string(hide_password=True),
         # What ?seconds= defaults to and may reach: load generators predict waves from these.
-        sleep_seconds=config["SLEEP_SECONDS"],
-        max_sleep_seconds=config["MAX_SLEEP_SECONDS"],
+        sleep_seconds=current_app.config["SLEEP_SECONDS"],
+        max_sleep_seconds=current_app.config["MAX_SLEEP_SECONDS"],
     )

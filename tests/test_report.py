@@ -59,8 +59,9 @@ def test_failure_causes():
 def test_a_result_file_reads_back_as_written(tmp_path):
     completions = {"python": [report.Completion("python", 1.0, None), report.Completion("python", 2.1, "other")]}
     summaries = report.summarize(completions, sleep=1.0, facts=FACTS)
-    report.write_result(tmp_path / "result.json", FACTS, summaries, completions)
-    assert report.read_result(tmp_path / "result.json") == (FACTS, summaries, completions)
+    costs = {"connections_opened": 2, "connect_median_ms": 3.1, "connect_p95_ms": 4.0}
+    report.write_result(tmp_path / "result.json", FACTS, summaries, completions, costs)
+    assert report.read_result(tmp_path / "result.json") == (FACTS, summaries, completions, costs)
 
 
 def test_uneven_waves_name_the_cause_that_fits_the_pool():

@@ -1,0 +1,45 @@
+"""The memory PostgreSQL's client backends hold, sampled from this machine with psutil."""
+
+import re
+from dataclasses import dataclass
+
+import psutil
+
+# A client backend's process title: "postgres: USER DATABASE [local] ..." or "... HOST(PORT) ...";
+# the server's own processes (checkpointer, walwriter, launchers) have other titles.
+CLIENT_BACKEND = re.compile(r"postgres: \S+ \S+ (\[local\]|\S+\(\d+\))")
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Sample:
+    backends: int
+    uss_mib: float  # memory only these processes hold
+    pss_mib: float  # with their share of what they share (PostgreSQL's shared buffers)
+
+
+def sample_backends(postmaster_pid):
+    """Sum the memory of the postmaster's client backends; None when it does not run here."""
+    try:
+        children = psutil.Process(postmaster_pid).children()
+    except (psutil.Error, TypeError, ValueError):
+        return None
+    backends = uss = pss = 0
+    for child in children:
+        try:
+            if not CLIENT_BACKEND.match(" ".join(child.cmdline())):
+                continue
+            memory = child.memory_full_info()
+        except psutil.Error:
+            continue  # ended meanwhile
+        backends += 1
+        uss += memory.uss
+        pss += memory.pss
+    return Sample(backends, uss / MIB, pss / MIB)
+
+
+def write_samples(path, samples):
+    """The samples of one burst: seconds from its start, client backends, their USS and PSS in MiB."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("seconds,backends,uss_mib,pss_mib\n")
+        out.writelines(f"{at},{s.backends},{s.uss_mib:.2f},{s.pss_mib:.2f}\n" for at, s in samples)

@@ -1,0 +1,108 @@
+"""Past the pool: NullPool, PostgreSQL's max_connections, and what a connection costs.
+
+A server of the suite's own with PG_MAX_CONNECTIONS=20, so the wall is reached by a burst of 30.
+"""
+
+import json
+from collections import Counter
+
+import psutil
+import psycopg2
+import pytest
+
+from conftest import SLEEP
+from lab.servers import start_mode
+from lab.waves import group_waves, predict
+from server import embedded
+
+MAX_CONNECTIONS = 20
+
+
+@pytest.fixture(scope="module")
+def walled_database(tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("PG_MAX_CONNECTIONS", str(MAX_CONNECTIONS))
+    database = embedded.start(tmp_path_factory.mktemp("walled") / "pgdata")
+    yield database
+    database.cleanup()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def nullpool(walled_database, tmp_path_factory):
+    server = start_mode("nullpool", {"DATABASE_URL": walled_database.get_uri()},
+                        tmp_path_factory.mktemp("nullpool") / "nullpool.log")
+    yield server
+    server.stop()
+
+
+def show(database, setting):
+    with psycopg2.connect(database.get_uri()) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SHOW {setting}")
+        value = cursor.fetchone()[0]
+    connection.close()
+    return value
+
+
+def test_pool_and_db_report_nullpool_and_the_ceiling_truthfully(nullpool, walled_database):
+    status, pool = nullpool.get_json("/pool")
+    assert status == 200 and pool["pool_class"] == "sqlalchemy.pool.impl.NullPool"
+    # Settings that do not apply to NullPool are null, never invented numbers.
+    assert [pool[key] for key in ("pool_size", "max_overflow", "pool_limit", "timeout", "checked_out")] == [None] * 5
+    status, db = nullpool.get_json("/db")
+    assert status == 200
+    assert db["max_connections"] == int(show(walled_database, "max_connections")) == MAX_CONNECTIONS
+    assert db["superuser_reserved_connections"] == int(show(walled_database, "superuser_reserved_connections"))
+    assert db["superuser"] is True and db["server_version"] == show(walled_database, "server_version")
+    assert db["open_connections"] >= 1 and db["accepts"] == MAX_CONNECTIONS - db["open_connections"]
+    assert db["postmaster_pid"] == walled_database.get_pid()
+
+
+def burst_counts(fire, server, count):
+    results = fire(server, f"/sleep/postgres/?seconds={2 * SLEEP}", count)
+    causes = Counter(json.loads(body)["error"] if status != 200 else "ok" for _, status, body in results)
+    return results, causes
+
+
+def test_nullpool_below_the_ceiling_answers_in_one_wave(nullpool, fire):
+    results, causes = burst_counts(fire, nullpool, 10)
+    assert causes == {"ok": 10}
+    assert [w.size for w in group_waves([c for c, _, _ in results], 2 * SLEEP)] == [10]
+    connects = [json.loads(body)["connect_seconds"] for _, _, body in results]
+    assert all(seconds > 0 for seconds in connects)  # every request opened a connection of its own
+
+
+def test_nullpool_past_the_ceiling_fails_exactly_as_predicted_and_keeps_serving(nullpool, fire):
+    _, facts = nullpool.get_json("/pool")
+    facts["db"] = nullpool.get_json("/db")[1]
+    accepts = facts["db"]["accepts"]
+    requests = accepts + 10
+    prediction = predict("postgres", requests, 2 * SLEEP, facts)
+    assert (prediction.wave_sizes, prediction.refused) == ((10, accepts), 10)
+    results, causes = burst_counts(fire, nullpool, requests)
+    assert causes == {"ok": accepts, "too_many_connections": 10}
+    refused = [json.loads(body) for _, status, body in results if status == 503]
+    assert "max_connections" in refused[0]["message"] and "too many clients" in refused[0]["message"]
+    assert "503 too_many_connections" in nullpool.log()
+    # The wall leaves the server serving.
+    assert nullpool.get_json(f"/sleep/postgres/?seconds={SLEEP}")[0] == 200
+
+
+def test_a_new_connection_costs_more_than_a_warm_pooled_one(nullpool, lab, fire):
+    pooled = lab("green")
+    fire(pooled, "/sleep/postgres/?seconds=0", 5)  # warms the pool
+    warm = [json.loads(body)["connect_seconds"] for _, _, body in fire(pooled, "/sleep/postgres/?seconds=0", 5)]
+    fresh = [json.loads(body)["connect_seconds"] for _, _, body in fire(nullpool, "/sleep/postgres/?seconds=0", 5)]
+    assert warm == [0.0] * 5 and min(fresh) > 0
+
+
+def test_backend_memory_can_be_sampled(nullpool, walled_database):
+    from lab.memory import sample_backends
+
+    sample = sample_backends(nullpool.get_json("/db")[1]["postmaster_pid"])
+    assert sample.backends >= 1
+    assert 0.1 < sample.uss_mib / sample.backends < 50
