@@ -3,6 +3,7 @@
     python -m lab.compare                                  # 5-users profile, sync/gevent/green
     python -m lab.compare --profile 100-users --modes green,fair
     python -m lab.compare --profile 100-users --pools 5+10,15+0,fair:5+10
+    python -m lab.compare --profile 150-users --pools null,5+10 --pg-max-connections 50
 
 Locust drives the load (its CLI, one run per mode); the servers are the Procfile's
 own commands on free ports, stopped on exit, Ctrl-C or failure (lab.runs).
@@ -10,6 +11,7 @@ own commands on free ports, stopped on exit, Ctrl-C or failure (lab.runs).
 
 import argparse
 import csv
+import os
 import re
 import sys
 import time
@@ -26,20 +28,27 @@ from .waves import ENDPOINTS
 
 TABLE_COLUMNS = ("variant", "mode", "pool_class", "pool_size", "max_overflow", "requests", "sleep_s",
                  "python_total_s", "postgres_total_s", "sum_s", "python_waves", "postgres_waves",
-                 "python_ideal_s", "postgres_ideal_s", "ideal_sum_s", "measured_over_ideal", "failures")
+                 "python_ideal_s", "postgres_ideal_s", "ideal_sum_s", "measured_over_ideal", "failures",
+                 "too_many_connections", "connect_median_ms", "connect_p95_ms", "peak_backends",
+                 "uss_mib_per_backend")
 # The original README's table: per variant, python, postgres and their sum, with waves and ideal.
 SHOWN = (("variant", "variant"), ("python", "python_total_s"), ("postgres", "postgres_total_s"),
          ("sum", "sum_s"), ("ideal", "ideal_sum_s"), ("measured/ideal", "measured_over_ideal"),
-         ("python waves", "python_waves"), ("postgres waves", "postgres_waves"), ("failures", "failures"))
+         ("python waves", "python_waves"), ("postgres waves", "postgres_waves"), ("failures", "failures"),
+         ("refused", "too_many_connections"), ("connect ms p50", "connect_median_ms"),
+         ("connect ms p95", "connect_p95_ms"), ("backends", "peak_backends"), ("MiB/backend", "uss_mib_per_backend"))
 
 
 def parse_pools(spec, mode):
-    """'5+10,15+0,fair:5+10' -> (label, mode, environment) for those pool shapes (and pool class)."""
+    """'5+10,15+0,fair:5+10,null' -> (label, mode, environment) for those pool shapes (and pool class)."""
     variants = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
+        if item == "null":
+            variants.append((f"{mode} null", mode, {"POOL_CLASS": "null"}))
+            continue
         match = re.fullmatch(r"(?:(queue|fair):)?(\d+)\+(\d+)", item)
         if not match:
-            raise argparse.ArgumentTypeError(f"pool shape {item!r} is not like 5+10 or fair:5+10")
+            raise argparse.ArgumentTypeError(f"pool shape {item!r} is not like 5+10, fair:5+10 or null")
         pool_class, size, overflow = match.group(1) or "queue", match.group(2), match.group(3)
         label = f"{mode} {size}+{overflow}" + (" fair" if pool_class == "fair" else "")
         variants.append((label, mode, {"POOL_SIZE": size, "MAX_OVERFLOW": overflow, "POOL_CLASS": pool_class}))
@@ -61,7 +70,9 @@ def table_row(result):
     row = {"variant": result.measurement.name, "mode": facts["mode"], "pool_class": facts["pool_class"].rsplit(".", 1)[-1],
            "pool_size": facts["pool_size"], "max_overflow": facts["max_overflow"],
            "requests": max(s.requests for s in result.summaries), "sleep_s": sleep,
-           "failures": sum(sum(s.failures.values()) for s in result.summaries)}
+           "failures": sum(sum(s.failures.values()) for s in result.summaries),
+           "too_many_connections": sum(s.failures["too_many_connections"] for s in result.summaries),
+           **{key: result.costs.get(key, "") for key in TABLE_COLUMNS[-4:]}}
     totals, ideals = [], []
     for endpoint in ENDPOINTS:
         s = result.summary(endpoint)
@@ -99,7 +110,9 @@ def parse_args(argv=None):
     parser.add_argument("--modes", default="sync,gevent,green",
                         help=f"Procfile modes to compare, from {', '.join(PROCFILE)} (default: sync,gevent,green)")
     parser.add_argument("--pools", default=None,
-                        help="compare pool shapes at one mode instead, e.g. 5+10,15+0,fair:5+10")
+                        help="compare pool shapes at one mode instead, e.g. 5+10,15+0,fair:5+10,null")
+    parser.add_argument("--pg-max-connections", type=int, default=None, metavar="N",
+                        help="the embedded PostgreSQL's max_connections for this comparison (PG_MAX_CONNECTIONS)")
     parser.add_argument("--mode", default="green", help="the mode --pools runs in (default: green)")
     parser.add_argument("--use-running", action="store_true",
                         help="measure the modes already running on their Procfile ports (honcho start)")
@@ -116,6 +129,13 @@ def parse_args(argv=None):
             parser.error(str(error))
         if args.use_running:
             parser.error("--pools starts its own servers; it cannot use running ones")
+    if args.pg_max_connections is not None:
+        if os.environ.get("DATABASE_URL") or args.use_running:
+            parser.error("--pg-max-connections sets the embedded PostgreSQL's: not with DATABASE_URL or --use-running")
+        if args.pg_max_connections < 4:
+            parser.error("--pg-max-connections must be at least 4")
+        # Read by the embedded server's start (server.config.pg_max_connections).
+        os.environ["PG_MAX_CONNECTIONS"] = str(args.pg_max_connections)
     else:
         variants = [(mode, mode, {}) for mode in args.modes.split(",")]
     with open(args.profile) as profile_file:
