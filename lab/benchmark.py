@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import report
 from .runs import Measurement, main as run_main, run_all
-from .servers import ROOT
+from .servers import ROOT, free_port
 
 PROFILE = ROOT / "profiles" / "100-users.conf"
 CLEAN_TARGET = 1.03
@@ -42,6 +42,9 @@ class Case:
     shows: str
     target: float | None = CLEAN_TARGET
     why: str = CLEAN_WHY
+    # "socket": the embedded PostgreSQL on its Unix socket (or DATABASE_URL); "tcp": one of the
+    # benchmark's own on 127.0.0.1, for what a TCP handshake adds to a new connection.
+    database: str = "socket"
 
 
 SERIAL = "a sync worker answers one request at a time: waves of 1"
@@ -73,6 +76,9 @@ CASES = [
     Case("nullpool-postgres-100", "nullpool", "postgres", 100,
          "no pool limit: one wave, each request opening a connection of its own",
          target=None, why="reported: opening 100 connections is the cost"),
+    Case("nullpool-postgres-100-tcp", "nullpool", "postgres", 100,
+         "the same over loopback TCP: what the handshake adds to each new connection",
+         target=None, why="reported, beside nullpool-postgres-100", database="tcp"),
     Case("nullpool-postgres-150", "nullpool", "postgres", 150,
          f"past max_connections ({MAX_CONNECTIONS}): PostgreSQL refuses at once what it cannot take",
          target=None, why="what counts is the split, which must be exact"),
@@ -138,6 +144,7 @@ def case_row(case, result, timings_path):
         "refused_predicted": summary.prediction.refused,
         "refused": summary.failures["too_many_connections"],
         "excess_by_part_s": excess_by_part(read_timings(timings_path, case.endpoint), summary.prediction),
+        "costs": result.costs,
     }
     if target is None:
         row["verdict"] = f"no target ({case.why})" if case.target is None else "no target (targets are for 1 s)"
@@ -159,7 +166,7 @@ def format_rows(rows):
     shown = [{**row, "total_s": f"{row['total_s']:.2f}", "ideal_s": f"{row['ideal_s']:.2f}",
               "ratio": f"{row['ratio']:.3f}", "target": "" if row["target"] is None else f"{row['target']:.2f}"}
              for row in rows]
-    return report.format_table((("mode", "mode"), ("endpoint", "endpoint"), ("N", "requests", ">"),
+    return report.format_table((("case", "case"), ("N", "requests", ">"),
                                 ("total s", "total_s", ">"), ("ideal s", "ideal_s", ">"), ("ratio", "ratio", ">"),
                                 ("target", "target", ">"), ("verdict", "verdict")), shown)
 
@@ -189,7 +196,14 @@ def main(argv=None):
 
     def run():
         started = time.time()
-        results = run_all([Measurement(c.name, c.mode, PROFILE, sleep, c.requests, (c.endpoint,))
+        env = {"socket": {}}
+        if any(c.database == "tcp" for c in cases):
+            from server import embedded
+
+            out.mkdir(parents=True, exist_ok=True)
+            _, tcp_url, _ = embedded.start_on_tcp((out / "tcp-pgdata").resolve(), free_port())
+            env["tcp"] = {"DATABASE_URL": tcp_url}
+        results = run_all([Measurement(c.name, c.mode, PROFILE, sleep, c.requests, (c.endpoint,), env[c.database])
                            for c in cases], out)
         rows = [case_row(case, result, f"{out / result.measurement.slug}_server_timing.csv")
                 for case, result in zip(cases, results)]

@@ -117,6 +117,24 @@ def _apply_max_connections(server, pgdata, wanted):
               file=sys.stderr)
 
 
+def start_on_tcp(pgdata, port):
+    """An embedded server of its own that listens on 127.0.0.1:`port` and on its Unix socket:
+    (server, TCP URL, Unix socket URL), two ways into one server.
+
+    The lab's server listens on a Unix socket only (pgserver starts it so); this one lets
+    the lab measure what a loopback TCP handshake adds to a new connection.
+    """
+    server = start(pgdata)
+    pgserver = _pgserver()
+    info = server.get_postmaster_info()
+    # With -o, pg_ctl restart replaces the start options, so the socket directory is given again.
+    pgserver.pg_ctl(["-w", "-m", "fast", "-o", f"-h 127.0.0.1 -p {port} -k {info.socket_dir}", "restart"],
+                    pgdata=pgdata, user="pgserver" if os.geteuid() == 0 else None)
+    server.ensure_postgres_running()  # the new postmaster's pid, for the stop at exit
+    # The socket's name carries the port too, which pgserver's URL leaves to libpq's default.
+    return server, f"postgresql://postgres@127.0.0.1:{port}/postgres", f"{server.get_uri()}&port={port}"
+
+
 def database_url(configured=None, pgdata=None, reaper=False):
     """The lab's one answer to "which database?": `configured` (DATABASE_URL) when set, else the
     embedded server's URL, started or joined for as long as this process lives."""

@@ -106,3 +106,22 @@ def test_backend_memory_can_be_sampled(nullpool, walled_database):
     sample = sample_backends(nullpool.get_json("/db")[1]["postmaster_pid"])
     assert sample.backends >= 1
     assert 0.1 < sample.uss_mib / sample.backends < 50
+
+
+def test_nullpool_over_loopback_tcp_opens_a_connection_per_request(tmp_path, fire):
+    from lab.servers import free_port
+
+    database, tcp_url, socket_url = embedded.start_on_tcp(tmp_path / "pgdata", free_port())
+    server = start_mode("nullpool", {"DATABASE_URL": tcp_url}, tmp_path / "nullpool-tcp.log")
+    try:
+        assert "@127.0.0.1:" in server.get_json("/pool")[1]["database"]
+        answers = [json.loads(body) for _, status, body in fire(server, "/sleep/postgres/?seconds=0", 5)]
+        assert all(answer["connect_seconds"] > 0 and answer["todo_count"] == 50 for answer in answers)
+        # The same server through its Unix socket: both ways in work.
+        with psycopg2.connect(socket_url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM todo")
+            assert cursor.fetchone() == (50,)
+        connection.close()
+    finally:
+        server.stop()
+        database.cleanup()
