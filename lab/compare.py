@@ -129,6 +129,8 @@ def parse_args(argv=None):
             parser.error(str(error))
         if args.use_running:
             parser.error("--pools starts its own servers; it cannot use running ones")
+    else:
+        variants = [(mode, mode, {}) for mode in args.modes.split(",")]
     if args.pg_max_connections is not None:
         if os.environ.get("DATABASE_URL") or args.use_running:
             parser.error("--pg-max-connections sets the embedded PostgreSQL's: not with DATABASE_URL or --use-running")
@@ -136,8 +138,6 @@ def parse_args(argv=None):
             parser.error("--pg-max-connections must be at least 4")
         # Read by the embedded server's start (server.config.pg_max_connections).
         os.environ["PG_MAX_CONNECTIONS"] = str(args.pg_max_connections)
-    else:
-        variants = [(mode, mode, {}) for mode in args.modes.split(",")]
     with open(args.profile) as profile_file:
         profile = configargparse.DefaultConfigFileParser().parse(profile_file)
     args.sleep_seconds = float(args.sleep_seconds or profile.get("sleep-seconds") or 5)

@@ -9,6 +9,7 @@ import time
 import uuid
 
 import psutil
+import pytest
 from matplotlib import image
 
 from lab.servers import ROOT
@@ -89,3 +90,20 @@ def test_ctrl_c_stops_everything_the_comparison_started(database_url, tmp_path):
     assert run.returncode == 130, output
     assert "interrupted" in output
     assert marked_processes(mark) == []
+
+
+def test_pool_shapes_and_the_ceiling_are_read_from_the_command_line(monkeypatch):
+    from lab.compare import parse_args
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("PG_MAX_CONNECTIONS", raising=False)
+    args = parse_args(["--pools", "null,5+10,fair:2+3", "--pg-max-connections", "50"])
+    assert [(m.name, m.mode, m.env) for m in args.measurements] == [
+        ("green null", "green", {"POOL_CLASS": "null"}),
+        ("green 5+10", "green", {"POOL_SIZE": "5", "MAX_OVERFLOW": "10", "POOL_CLASS": "queue"}),
+        ("green 2+3 fair", "green", {"POOL_SIZE": "2", "MAX_OVERFLOW": "3", "POOL_CLASS": "fair"})]
+    assert os.environ["PG_MAX_CONNECTIONS"] == "50"
+    assert [m.name for m in parse_args(["--modes", "sync,nullpool"]).measurements] == ["sync", "nullpool"]
+    for wrong in (["--pools", "lots"], ["--pg-max-connections", "3"], ["--use-running", "--pg-max-connections", "50"]):
+        with pytest.raises(SystemExit):
+            parse_args(wrong)
