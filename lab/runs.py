@@ -8,6 +8,7 @@ with one cleanup and one Ctrl-C path for both.
 import csv
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -131,6 +132,8 @@ def run_all(measurements, out, use_running=False):
 
 def main(run, program):
     """The commands' shared frame: run(), with one message for a failure and one for Ctrl-C."""
+    # SIGTERM (kill, a CI timeout) takes Ctrl-C's path, so the servers started are stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return run()
     except KeyboardInterrupt:

@@ -100,7 +100,9 @@ def _apply_max_connections(server, pgdata, wanted):
             out.write(f"\n# pool-lab's settings (PG_MAX_CONNECTIONS)\n{include}\n")
     (pgdata / SETTINGS_FILE).write_text("" if wanted is None else f"max_connections = {wanted}\n")
     configured = pgserver.postgres(["-C", "max_connections"], pgdata=pgdata, user=user).strip()
-    with psycopg2.connect(server.get_uri()) as connection, connection.cursor() as cursor:
+    # pgserver's URL leaves the port to libpq's default, which a server started on another lacks.
+    port = server.get_postmaster_info().port
+    with psycopg2.connect(server.get_uri(), port=port) as connection, connection.cursor() as cursor:
         cursor.execute("SHOW max_connections")
         running = cursor.fetchone()[0]
     connection.close()

@@ -79,13 +79,14 @@ def test_compare_pool_shapes_side_by_side(database_url, tmp_path):
     assert marked_processes(mark) == []
 
 
-def test_ctrl_c_stops_everything_the_comparison_started(database_url, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_everything_the_comparison_started(database_url, tmp_path, stop):
     mark, run = compare(database_url, "--sleep-seconds", "1", "--out", str(tmp_path / "stopped"))
     deadline = time.monotonic() + 60
     while "sync: python" not in (line := run.stdout.readline()):
         assert line and time.monotonic() < deadline
     assert marked_processes(mark)
-    run.send_signal(signal.SIGINT)
+    run.send_signal(stop)
     output, _ = run.communicate(timeout=120)
     assert run.returncode == 130, output
     assert "interrupted" in output
