@@ -6,7 +6,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import String, delete, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .config import psycopg2_url
+from .config import sqlalchemy_url
 from .pool import FairQueuePool
 
 SEED_ROWS = 50
@@ -60,7 +60,7 @@ def init_db_command(if_empty):
 
 
 def init_app(app):
-    app.config["SQLALCHEMY_DATABASE_URI"] = psycopg2_url(app.config["DATABASE_URL"])
+    app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(app.config["DATABASE_URL"], app.config["DRIVER"])
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         # Flask-SQLAlchemy 3 dropped SQLALCHEMY_POOL_SIZE & co.: all pool settings go here.
         "pool_size": app.config["POOL_SIZE"],
