@@ -69,6 +69,8 @@ def pool_status():
     pool = db.engine.pool
     config = current_app.config
     worker = runtime.worker()
+    # The driver the engine really loaded, whatever the settings meant it to be.
+    driver = db.engine.dialect.driver
     return jsonify(
         pool_class=f"{type(pool).__module__}.{type(pool).__qualname__}",
         pool_size=pool.size(),
@@ -82,11 +84,13 @@ def pool_status():
         overflow=pool.overflow(),
         # The Procfile process, and what its worker can overlap.
         mode=worker.get("mode"),
-        concurrency=runtime.concurrency(),
+        concurrency=runtime.concurrency(driver),
         worker_class=worker.get("worker_class"),
         worker_concurrency=worker.get("worker_concurrency", 1),
         workers=worker.get("workers", 1),
-        query_yields=runtime.query_yields(),
+        driver=driver,
+        driver_version=db.engine.dialect.dbapi.__version__.split()[0],
+        query_yields=runtime.query_yields(driver),
         psycogreen=runtime.psycogreen_active(),
         pid=os.getpid(),
         database=db.engine.url.render_as_string(hide_password=True),
