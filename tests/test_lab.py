@@ -173,7 +173,13 @@ def test_a_mode_killed_before_it_could_stop_the_database_is_covered_by_the_reape
     pgdata = tmp_path / "pgdata"
     process, _ = start_honcho(pgdata, tmp_path / "honcho.log")
     # What honcho does to a mode still stopping 5 s after Ctrl-C: SIGKILL, so no atexit runs.
-    masters = [p for p in psutil.Process(process.pid).children(recursive=True) if "gunicorn" in " ".join(p.cmdline())]
+    masters = []
+    for child in psutil.Process(process.pid).children(recursive=True):
+        try:
+            if "gunicorn" in " ".join(child.cmdline()):
+                masters.append(child)
+        except psutil.NoSuchProcess:  # a reaper that gave up, not yet collected by its master
+            pass
     for master in masters:
         master.kill()
     stop_honcho(process)
