@@ -1,12 +1,12 @@
 """How close the lab comes to its ideal: measured total / ideal total, per mode and endpoint.
 
-    python -m lab.benchmark                 # every case, d = 1 s (about 8 minutes)
+    python -m lab.benchmark                 # every case, d = 1 s (about 11 minutes)
     python -m lab.benchmark --quick         # the N = 5 cases, d = 0.5 s: a smoke run
     python -m lab.benchmark --list          # the cases, with what each shows
     python -m lab.benchmark --case fair-postgres-100 --case green-python-1000
 
-The ideal is N x d when a mode serializes, d when it overlaps, ceil(N / P) x d past the
-pool limit P. Each case declares its target (on a 2-core machine, for d = 1 s) and why.
+The ideal is N x d when a mode serializes, d when it overlaps, ceil(N / T) x d past T
+threads, ceil(N / P) x d past the pool limit P. Each case declares its target (on a 2-core machine, for d = 1 s) and why.
 """
 
 import argparse
