@@ -78,7 +78,7 @@ def test_threads_past_their_count_answer_in_waves_of_threads(lab, fire):
 def test_threads_past_the_pool_limit_answer_in_waves_of_the_pool(lab, fire):
     server = lab("threads", THREADS=6, POOL_SIZE=1, MAX_OVERFLOW=2)
     limit = 1 + 2
-    # Six threads sleep at once on python, but only `limit` of them get a connection.
+    # All six run at once, one per thread, but only `limit` of them get a connection.
     waves, total = measure(fire, server, POSTGRES, count=2 * limit)
     assert waves[0].first >= SLEEP
     assert waves[0].size == limit
