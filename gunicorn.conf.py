@@ -37,9 +37,17 @@ def on_starting(server):
     from server import embedded
 
     # Refuse a mode that would silently measure something else.
-    if settings["PSYCOGREEN"] and not server.cfg.worker_class_str.startswith("gevent"):
+    gevent_worker = server.cfg.worker_class_str.startswith("gevent")
+    if settings["PSYCOGREEN"] and not gevent_worker:
         sys.exit(f"pool-lab: PSYCOGREEN=true needs the gevent worker (-k gevent), "
                  f"not {server.cfg.worker_class_str!r}")
+    if settings["DRIVER"] == "psycopg" and gevent_worker:
+        blocking = psycopg_would_block_gevent()
+        if blocking:
+            sys.exit(f"pool-lab: DRIVER=psycopg would block the whole gevent worker in every query: {blocking}")
+    if server.cfg.worker_class_str == "gthread":
+        # Here, not as a module-level `threads`: Gunicorn turns a sync worker with threads into gthread.
+        server.cfg.set("threads", settings["THREADS"])
     # The master takes the embedded server's handle (when DATABASE_URL is unset); workers inherit the URL.
     os.environ["DATABASE_URL"] = embedded.database_url(settings["DATABASE_URL"], reaper=True)
     # Run as a child, so the master never imports the app before its workers patch with gevent.
@@ -60,7 +68,30 @@ def post_worker_init(worker):
     worker.log.info("pool-lab: %s ready at %s", worker.cfg.settings["proc_name"].get(), address)
 
 
+def psycopg_would_block_gevent():
+    """Why psycopg 3 would not yield to gevent in a worker forked from this master, or None.
+
+    psycopg/waiting.py picks its wait function once, at import: the cooperative ones only when
+    _is_select_patched() finds gevent's select patched, and only if PSYCOPG_WAIT_FUNC does not
+    choose one first (see server.runtime.psycopg_waits_through_gevent). Reads psycopg's version
+    from its metadata: importing psycopg here would be exactly the mistake.
+    """
+    from importlib.metadata import version
+
+    installed = version("psycopg")
+    # "Gevent support" (psycopg's docs/advanced/async.rst): broken in 3.1.4, official from 3.1.14.
+    if tuple(int(part) for part in installed.split(".")[:3] if part.isdigit()) < (3, 1, 14):
+        return f"psycopg {installed} predates 3.1.14, the first release that supports gevent"
+    if os.environ.get("PSYCOPG_WAIT_FUNC") == "wait_c":
+        return "PSYCOPG_WAIT_FUNC=wait_c waits in C, never through gevent"
+    if "psycopg" in sys.modules:
+        # Workers inherit the module as it is: wait_c, chosen before their monkey patching.
+        return "psycopg was imported in the master, before the worker's monkey patching (preload_app?)"
+    return None
+
+
 def post_fork(server, worker):
+    # Runs before the gevent worker's monkey patching: nothing here may import psycopg.
     from server import runtime
 
     # Read by the app's /pool, so it reports the worker it really runs in.

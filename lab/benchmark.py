@@ -1,12 +1,12 @@
 """How close the lab comes to its ideal: measured total / ideal total, per mode and endpoint.
 
-    python -m lab.benchmark                 # every case, d = 1 s (about 8 minutes)
+    python -m lab.benchmark                 # every case, d = 1 s (about 11 minutes)
     python -m lab.benchmark --quick         # the N = 5 cases, d = 0.5 s: a smoke run
     python -m lab.benchmark --list          # the cases, with what each shows
     python -m lab.benchmark --case fair-postgres-100 --case green-python-1000
 
-The ideal is N x d when a mode serializes, d when it overlaps, ceil(N / P) x d past the
-pool limit P. Each case declares its target (on a 2-core machine, for d = 1 s) and why.
+The ideal is N x d when a mode serializes, d when it overlaps, ceil(N / T) x d past T
+threads, ceil(N / P) x d past the pool limit P. Each case declares its target (on a 2-core machine, for d = 1 s) and why.
 """
 
 import argparse
@@ -52,6 +52,9 @@ OVERLAPPED = "time.sleep yields to other greenlets: one wave"
 BLOCKED = "unpatched psycopg2 blocks the whole gevent worker: waves of 1"
 POOLED = "psycogreen: queries overlap, in waves of the pool limit (15)"
 FAIR = "the fair pool: every wave holds the pool limit (15)"
+THREADS = "gthread: up to THREADS (8) requests at once, each in a thread"
+THREAD_WAVES = "gthread past its 8 threads: waves of 8"
+PSYCOPG3 = "psycopg 3 waits through gevent by itself: queries overlap, in waves of the pool limit (15)"
 CASES = [
     Case("sync-python-5", "sync", "python", 5, SERIAL),
     Case("sync-postgres-5", "sync", "postgres", 5, SERIAL),
@@ -61,6 +64,10 @@ CASES = [
     Case("green-postgres-5", "green", "postgres", 5, POOLED),
     Case("fair-python-5", "fair", "python", 5, OVERLAPPED),
     Case("fair-postgres-5", "fair", "postgres", 5, FAIR),
+    Case("threads-python-5", "threads", "python", 5, THREADS),
+    Case("threads-postgres-5", "threads", "postgres", 5, THREADS),
+    Case("psycopg3-python-5", "psycopg3", "python", 5, OVERLAPPED),
+    Case("psycopg3-postgres-5", "psycopg3", "postgres", 5, PSYCOPG3),
     Case("sync-python-100", "sync", "python", 100, SERIAL),
     Case("sync-postgres-100", "sync", "postgres", 100, SERIAL),
     Case("gevent-python-100", "gevent", "python", 100, OVERLAPPED),
@@ -71,6 +78,13 @@ CASES = [
          target=None, why="uneven by design"),
     Case("fair-python-100", "fair", "python", 100, OVERLAPPED),
     Case("fair-postgres-100", "fair", "postgres", 100, FAIR),
+    Case("threads-python-100", "threads", "python", 100, THREAD_WAVES),
+    Case("threads-postgres-100", "threads", "postgres", 100,
+         THREAD_WAVES + ", below the pool limit of 15, so no request waits for a connection"),
+    Case("psycopg3-python-100", "psycopg3", "python", 100, OVERLAPPED),
+    Case("psycopg3-postgres-100", "psycopg3", "postgres", 100,
+         "past the pool limit, stock QueuePool's later waves shrink, as with psycopg2 (README, Uneven waves)",
+         target=None, why="uneven by design"),
     Case("green-python-1000", "green", "python", 1000, "1000 overlapped sleeps on one worker",
          target=1.15, why="one worker accepts and parses every request one after another"),
     Case("nullpool-postgres-100", "nullpool", "postgres", 100,

@@ -2,6 +2,7 @@
 
     python -m lab.compare                                  # 5-users profile, sync/gevent/green
     python -m lab.compare --profile 100-users --modes green,fair
+    python -m lab.compare --modes sync,gevent,green,threads,psycopg3   # and today's two answers
     python -m lab.compare --profile 100-users --pools 5+10,15+0,fair:5+10
     python -m lab.compare --profile 150-users --pools null,5+10 --pg-max-connections 50
 

@@ -41,10 +41,16 @@ def _flag(environ, name):
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
-def psycopg2_url(raw):
-    """Parse a PostgreSQL URL and pin it to psycopg2, the driver psycogreen patches.
+# The DBAPI drivers the lab runs on, by SQLAlchemy's name: psycopg2 (the original's, which psycogreen
+# patches) and psycopg (psycopg 3).
+DRIVERS = ("psycopg2", "psycopg")
 
-    SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which the lab does not use.
+
+def sqlalchemy_url(raw, driver):
+    """Parse a PostgreSQL URL and pin it to `driver`, so DRIVER alone decides which one runs.
+
+    SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3: left to it, the driver would depend
+    on the URL's spelling.
     """
     # Imported here: Gunicorn's master loads this module and need not carry SQLAlchemy.
     from sqlalchemy.engine import make_url
@@ -57,9 +63,10 @@ def psycopg2_url(raw):
         raise ConfigError("DATABASE_URL is not a valid database URL "
                           "(expected postgresql://user:password@host:port/dbname)") from None
     if url.drivername in ("postgres", "postgresql"):
-        return url.set(drivername="postgresql+psycopg2")
-    if url.drivername != "postgresql+psycopg2":
-        raise ConfigError(f"DATABASE_URL must be a postgresql:// URL for psycopg2, got {url.drivername}://")
+        return url.set(drivername=f"postgresql+{driver}")
+    if url.drivername != f"postgresql+{driver}":
+        raise ConfigError(f"DATABASE_URL must be a postgresql:// URL for {driver} (DRIVER), "
+                          f"got {url.drivername}://")
     return url
 
 
@@ -73,11 +80,11 @@ def _choice(environ, name, choices):
     return raw
 
 
-def _database_url(environ):
+def _database_url(environ, driver):
     raw = environ.get("DATABASE_URL", "").strip()
     if not raw:
         return None
-    psycopg2_url(raw)
+    sqlalchemy_url(raw, driver)
     return raw
 
 
@@ -94,8 +101,15 @@ def load(environ=None):
     sleep = _seconds(environ, "SLEEP_SECONDS", 5.0)
     if sleep > max_sleep:
         raise ConfigError(f"SLEEP_SECONDS ({sleep:g}) must not exceed MAX_SLEEP_SECONDS ({max_sleep:g})")
+    driver = _choice(environ, "DRIVER", DRIVERS)
+    psycogreen = _flag(environ, "PSYCOGREEN")
+    if psycogreen and driver != "psycopg2":
+        # psycogreen sets psycopg2's wait callback; psycopg 3 never calls it, so the flag would do nothing.
+        raise ConfigError(f"PSYCOGREEN=true patches psycopg2 only, not DRIVER={driver} "
+                          f"(psycopg 3 waits through gevent by itself)")
     return {
-        "DATABASE_URL": _database_url(environ),
+        "DATABASE_URL": _database_url(environ, driver),
+        "DRIVER": driver,
         "SLEEP_SECONDS": sleep,
         "MAX_SLEEP_SECONDS": max_sleep,
         "POOL_SIZE": _integer(environ, "POOL_SIZE", 5, minimum=1),
@@ -103,7 +117,9 @@ def load(environ=None):
         # Whole seconds: Flask-SQLAlchemy builds the engine with engine_from_config, which casts
         # pool_timeout to int, so 0.5 would silently become 0 (fail at once).
         "POOL_TIMEOUT": _integer(environ, "POOL_TIMEOUT", 30, minimum=1),
-        "PSYCOGREEN": _flag(environ, "PSYCOGREEN"),
+        "PSYCOGREEN": psycogreen,
+        # The gthread worker's threads (the threads mode); gunicorn.conf.py hands it to Gunicorn.
+        "THREADS": _integer(environ, "THREADS", 8, minimum=1),
         # queue: SQLAlchemy's stock QueuePool (the original's behaviour); fair: server.pool.FairQueuePool;
         # null: SQLAlchemy's NullPool, a new connection per request.
         "POOL_CLASS": _choice(environ, "POOL_CLASS", POOL_CLASSES),

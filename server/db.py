@@ -12,7 +12,7 @@ from sqlalchemy import String, create_engine, delete, event, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import NullPool, StaticPool
 
-from .config import psycopg2_url
+from .config import sqlalchemy_url
 from .pool import FairQueuePool
 
 SEED_ROWS = 50
@@ -114,7 +114,7 @@ def database_facts():
 
 
 def init_app(app):
-    app.config["SQLALCHEMY_DATABASE_URI"] = psycopg2_url(app.config["DATABASE_URL"])
+    app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(app.config["DATABASE_URL"], app.config["DRIVER"])
     # A connection broken by a database restart is replaced at checkout, not handed to a request.
     options = {"pool_pre_ping": True}
     if app.config["POOL_CLASS"] == "null":

@@ -45,19 +45,37 @@ def psycogreen_active():
     return psycopg2.extensions.get_wait_callback() is not None
 
 
-def query_yields():
-    """Whether the worker runs other requests while a query waits for PostgreSQL.
+def psycopg_waits_through_gevent():
+    """Whether psycopg 3 waits for PostgreSQL through gevent here, for its queries and its connects.
 
-    Threads do (psycopg2 releases the GIL); greenlets only when psycogreen makes psycopg2
-    wait through gevent, else the query blocks the whole worker.
+    psycopg/waiting.py chooses both once, when it is imported: `wait` (queries) is wait_c, its C loop
+    on the socket, which never yields to gevent, unless _is_select_patched() finds gevent's patched
+    select by then (or PSYCOPG_WAIT_FUNC names another); `DefaultSelector` (wait_conn, connecting) is
+    gevent's only if the patching came first. So psycopg must be imported after the gevent worker's
+    monkey patching (docs/advanced/async.rst, "Gevent support": official from psycopg 3.1.14).
     """
-    return psycogreen_active() or not gevent_patched()
+    import selectors
+
+    from psycopg import waiting
+
+    return (waiting.wait is not getattr(waiting, "wait_c", None)
+            and waiting.DefaultSelector is selectors.DefaultSelector)
 
 
-def concurrency():
+def query_yields(driver):
+    """Whether the worker runs other requests while a query of `driver` waits for PostgreSQL.
+
+    Threads do: both drivers release the GIL while they wait. Greenlets only when the driver
+    waits through gevent (psycopg2 with psycogreen, psycopg 3 imported after the patching),
+    else the query blocks the whole worker.
+    """
+    if not gevent_patched():
+        return True
+    return psycogreen_active() if driver == "psycopg2" else psycopg_waits_through_gevent()
+
+
+def concurrency(driver):
     """The lab's name for what this worker can overlap (what the mode is, not which mode)."""
-    if psycogreen_active():
-        return "green"
     if gevent_patched():
-        return "gevent"
+        return "green" if query_yields(driver) else "gevent"
     return "threads" if worker().get("worker_concurrency", 1) > 1 else "sync"

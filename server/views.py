@@ -58,7 +58,7 @@ def cancelled_when_the_client_leaves(connection):
     socket while the request's greenlet waits for PostgreSQL. Elsewhere nothing can watch.
     """
     client = request.environ.get("gunicorn.socket")
-    if client is None or not (runtime.gevent_patched() and runtime.query_yields()):
+    if client is None or not (runtime.gevent_patched() and runtime.query_yields(db.engine.dialect.driver)):
         yield
         return
     import gevent
@@ -76,7 +76,8 @@ def cancelled_when_the_client_leaves(connection):
     try:
         yield
     except OperationalError as error:
-        if watcher.dead and getattr(error.orig, "pgcode", None) == "57014":  # query_canceled
+        # query_canceled: pgcode in psycopg2, sqlstate in psycopg 3.
+        if watcher.dead and "57014" in (getattr(error.orig, "pgcode", None), getattr(error.orig, "sqlstate", None)):
             raise ClientGone() from error
         raise
     finally:
@@ -154,16 +155,20 @@ def pool_status():
     """The pool and the worker as they are: the facts a load generator predicts waves from."""
     pool = db.engine.pool
     worker = runtime.worker()
+    # The driver the engine really loaded, whatever the settings meant it to be.
+    driver = db.engine.dialect.driver
     return jsonify(
         pool_class=f"{type(pool).__module__}.{type(pool).__qualname__}",
         **pool_counts(pool),
         # The Procfile process, and what its worker can overlap.
         mode=worker.get("mode"),
-        concurrency=runtime.concurrency(),
+        concurrency=runtime.concurrency(driver),
         worker_class=worker.get("worker_class"),
         worker_concurrency=worker.get("worker_concurrency", 1),
         workers=worker.get("workers", 1),
-        query_yields=runtime.query_yields(),
+        driver=driver,
+        driver_version=db.engine.dialect.dbapi.__version__.split()[0],
+        query_yields=runtime.query_yields(driver),
         psycogreen=runtime.psycogreen_active(),
         pid=os.getpid(),
         database=db.engine.url.render_as_string(hide_password=True),

@@ -95,11 +95,16 @@ def fire():
 
 # What each Procfile mode's /pool reports about its worker (test_modes checks these on the real servers).
 WORKER_FACTS = {
-    "sync": {"worker_class": "gunicorn.workers.sync.SyncWorker", "worker_concurrency": 1, "query_yields": True},
+    "sync": {"worker_class": "gunicorn.workers.sync.SyncWorker", "worker_concurrency": 1, "driver": "psycopg2",
+             "query_yields": True},
     "gevent": {"worker_class": "gunicorn.workers.ggevent.GeventWorker", "worker_concurrency": 1000,
-               "query_yields": False},
+               "driver": "psycopg2", "query_yields": False},
     "green": {"worker_class": "gunicorn.workers.ggevent.GeventWorker", "worker_concurrency": 1000,
-              "query_yields": True},
+              "driver": "psycopg2", "query_yields": True},
+    "threads": {"worker_class": "gunicorn.workers.gthread.ThreadWorker", "worker_concurrency": 8,
+                "driver": "psycopg2", "query_yields": True},
+    "psycopg3": {"worker_class": "gunicorn.workers.ggevent.GeventWorker", "worker_concurrency": 1000,
+                 "driver": "psycopg", "query_yields": True},
 }
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from server.config import ConfigError, load, psycopg2_url
+from server.config import ConfigError, load, sqlalchemy_url
 from server.params import BadParameter, sleep_seconds
 
 
@@ -11,6 +11,7 @@ def test_defaults_match_the_original():
     assert (settings["POOL_SIZE"], settings["MAX_OVERFLOW"], settings["POOL_TIMEOUT"]) == (5, 10, 30)
     assert (settings["SLEEP_SECONDS"], settings["MAX_SLEEP_SECONDS"]) == (5.0, 60.0)
     assert settings["DATABASE_URL"] is None and settings["PSYCOGREEN"] is False
+    assert (settings["DRIVER"], settings["THREADS"]) == ("psycopg2", 8)
 
 
 @pytest.mark.parametrize("environ, words", [
@@ -25,6 +26,12 @@ def test_defaults_match_the_original():
     ({"PSYCOGREEN": "maybe"}, "PSYCOGREEN must be true or false"),
     ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a valid database URL"),
     ({"DATABASE_URL": "mysql://u:p@h/db"}, "must be a postgresql:// URL"),
+    ({"DRIVER": "asyncpg"}, "DRIVER must be one of psycopg2, psycopg"),
+    ({"DRIVER": "psycopg", "PSYCOGREEN": "true"}, "PSYCOGREEN=true patches psycopg2 only, not DRIVER=psycopg"),
+    ({"DRIVER": "psycopg", "DATABASE_URL": "postgresql+psycopg2://u@h/db"},
+     r"must be a postgresql:// URL for psycopg \(DRIVER\), got postgresql\+psycopg2://"),
+    ({"THREADS": "many"}, "THREADS must be a whole number"),
+    ({"THREADS": "0"}, "THREADS must be at least 1"),
 ])
 def test_bad_settings_raise_one_clear_message(environ, words):
     with pytest.raises(ConfigError, match=words):
@@ -37,9 +44,12 @@ def test_a_bad_url_never_echoes_its_password():
     assert "hunter2" not in str(error.value)
 
 
-def test_urls_are_pinned_to_psycopg2():
-    assert psycopg2_url("postgresql://u@h/db").drivername == "postgresql+psycopg2"
-    assert psycopg2_url("postgres://u@h/db").drivername == "postgresql+psycopg2"
+def test_urls_are_pinned_to_the_driver_setting():
+    # SQLAlchemy alone would pick psycopg 3 for a bare postgresql://: DRIVER decides instead.
+    assert sqlalchemy_url("postgresql://u@h/db", "psycopg2").drivername == "postgresql+psycopg2"
+    assert sqlalchemy_url("postgres://u@h/db", "psycopg2").drivername == "postgresql+psycopg2"
+    assert sqlalchemy_url("postgresql://u@h/db", "psycopg").drivername == "postgresql+psycopg"
+    assert sqlalchemy_url("postgresql+psycopg://u@h/db", "psycopg").drivername == "postgresql+psycopg"
 
 
 def test_sleep_seconds_parsing():

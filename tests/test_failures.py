@@ -79,7 +79,7 @@ def test_unknown_paths_and_wrong_methods_get_json_errors(client, method, path, s
 def test_the_root_lists_what_the_lab_serves(client):
     response = client.get("/")
     assert response.status_code == 200
-    assert set(response.json["endpoints"]) == {"/sleep/python/?seconds=S", "/sleep/postgres/?seconds=S", "/pool"}
+    assert set(response.json["endpoints"]) == {"/sleep/python/?seconds=S", "/sleep/postgres/?seconds=S", "/pool", "/db"}
 
 
 def test_pool_timeout_is_a_503_that_names_the_limit_with_retry_after(lab):
@@ -178,7 +178,7 @@ def test_sigterm_lets_in_flight_requests_finish_and_then_refuses(database_url, t
         server.stop()
 
 
-@pytest.mark.parametrize("mode", ["green", "fair"])
+@pytest.mark.parametrize("mode", ["green", "fair", "psycopg3"])
 def test_a_client_that_leaves_gets_its_query_cancelled_and_its_connection_back(lab, mode):
     server = lab(mode)
     host, port = server.url.removeprefix("http://").split(":")

@@ -62,9 +62,12 @@ def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart
     try:
         pools = {server.mode: server.get_json("/pool")[1] for server in servers}
         assert {name: pool["concurrency"] for name, pool in pools.items()} == {
-            "sync": "sync", "gevent": "gevent", "green": "green", "fair": "green"}
+            "sync": "sync", "gevent": "gevent", "green": "green", "fair": "green", "threads": "threads",
+            "psycopg3": "green", "nullpool": "green"}
+        assert pools["nullpool"]["pool_class"] == "sqlalchemy.pool.impl.NullPool"
         assert {name: pool["mode"] for name, pool in pools.items()} == {mode: mode for mode in MODES}
         assert pools["fair"]["pool_class"] == "server.pool.FairQueuePool"
+        assert pools["psycopg3"]["driver"] == "psycopg" and pools["threads"]["worker_concurrency"] == 8
         for server in servers:
             status, body = server.get_json("/sleep/postgres/?seconds=0")
             assert (status, body["todo_count"]) == (200, 50)
@@ -102,17 +105,36 @@ def test_with_database_url_nothing_embedded_starts(database_url, tmp_path):
     assert not pgdata.exists()
 
 
-@pytest.mark.parametrize("environment, line", [
-    ({"POOL_SIZE": "lots"}, "pool-lab: POOL_SIZE must be a whole number, got 'lots'"),
-    ({"DATABASE_URL": "postgresql://u:pw@h:port/db"},
+@pytest.mark.parametrize("mode, environment, line", [
+    ("green", {"POOL_SIZE": "lots"}, "pool-lab: POOL_SIZE must be a whole number, got 'lots'"),
+    ("green", {"DATABASE_URL": "postgresql://u:pw@h:port/db"},
      "pool-lab: DATABASE_URL is not a valid database URL (expected postgresql://user:password@host:port/dbname)"),
+    ("green", {"DRIVER": "psycopg"},
+     "pool-lab: PSYCOGREEN=true patches psycopg2 only, not DRIVER=psycopg (psycopg 3 waits through gevent by itself)"),
+    ("threads", {"THREADS": "0"}, "pool-lab: THREADS must be at least 1, got 0"),
 ])
-def test_bad_configuration_stops_start_up_with_one_line(environment, line):
-    env = {**os.environ, "PATH": BIN_PATH, "GREEN_PORT": str(free_port()), **environment}
-    result = subprocess.run(PROCFILE["green"], shell=True, cwd=ROOT, env=env,
+def test_bad_configuration_stops_start_up_with_one_line(mode, environment, line):
+    env = {**os.environ, "PATH": BIN_PATH, f"{mode.upper()}_PORT": str(free_port()), **environment}
+    result = subprocess.run(PROCFILE[mode], shell=True, cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert result.stdout == "" and result.stderr.strip() == line
+
+
+@pytest.mark.parametrize("environment, option, cause", [
+    ({"PSYCOPG_WAIT_FUNC": "wait_c"}, "", "PSYCOPG_WAIT_FUNC=wait_c waits in C, never through gevent"),
+    ({}, " --preload", "psycopg was imported in the master, before the worker's monkey patching (preload_app?)"),
+])
+def test_psycopg3_refuses_what_would_block_its_gevent_worker(database_url, environment, option, cause):
+    env = {**os.environ, "PATH": BIN_PATH, "PSYCOPG3_PORT": str(free_port()), "DATABASE_URL": database_url,
+           **environment}
+    result = subprocess.run(PROCFILE["psycopg3"] + option, shell=True, cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    # Gunicorn has only logged that it starts: no worker ran, nothing was measured.
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"pool-lab: DRIVER=psycopg would block the whole gevent worker in every query: {cause}")
+    assert "Booting worker" not in result.stderr
 
 
 def kill_everything(process, pgdata):

@@ -5,9 +5,14 @@ waves of one; overlapped means one wave of five. Bounds on total time are loose
 ratios of the ideal, since the machine is shared.
 """
 
+import subprocess
+import sys
+from importlib.metadata import version
+
 import pytest
 
 from conftest import SLEEP, WORKER_FACTS
+from lab.servers import ROOT
 from lab.waves import group_waves
 
 N = 5
@@ -37,6 +42,8 @@ def assert_overlapped(waves, total):
     ("sync", assert_serial, assert_serial),
     ("gevent", assert_overlapped, assert_serial),
     ("green", assert_overlapped, assert_overlapped),
+    ("threads", assert_overlapped, assert_overlapped),
+    ("psycopg3", assert_overlapped, assert_overlapped),
 ])
 def test_what_each_mode_overlaps(lab, fire, mode, python_shape, postgres_shape):
     server = lab(mode)
@@ -44,8 +51,9 @@ def test_what_each_mode_overlaps(lab, fire, mode, python_shape, postgres_shape):
     postgres_shape(*measure(fire, server, POSTGRES))
 
 
-def test_green_past_the_pool_limit_answers_in_waves_of_the_pool(lab, fire):
-    server = lab("green", POOL_SIZE=2, MAX_OVERFLOW=3)
+@pytest.mark.parametrize("mode", ["green", "psycopg3"])
+def test_greenlets_past_the_pool_limit_answer_in_waves_of_the_pool(lab, fire, mode):
+    server = lab(mode, POOL_SIZE=2, MAX_OVERFLOW=3)
     limit = 2 + 3
     waves, total = measure(fire, server, POSTGRES, count=3 * limit)
     # No request can finish before its own sleep, and only `limit` can sleep at once.
@@ -55,12 +63,38 @@ def test_green_past_the_pool_limit_answers_in_waves_of_the_pool(lab, fire):
     assert total >= 3 * SLEEP
 
 
-@pytest.mark.parametrize("mode, worker_class, psycogreen", [
-    ("sync", "gunicorn.workers.sync.SyncWorker", False),
-    ("gevent", "gunicorn.workers.ggevent.GeventWorker", False),
-    ("green", "gunicorn.workers.ggevent.GeventWorker", True),
+def test_threads_past_their_count_answer_in_waves_of_threads(lab, fire):
+    threads = 3
+    server = lab("threads", THREADS=threads)
+    assert server.get_json("/pool")[1]["worker_concurrency"] == threads
+    # Both endpoints: 3 threads are fewer than the pool's 15 connections, so the threads are the limit.
+    for path in (PYTHON, POSTGRES):
+        waves, total = measure(fire, server, path, count=2 * threads)
+        # The worker accepts all six and queues them for its threads: one wave per sleep.
+        assert [w.size for w in waves] == [threads, threads]
+        assert 2 * SLEEP <= total <= 3 * SLEEP
+
+
+def test_threads_past_the_pool_limit_answer_in_waves_of_the_pool(lab, fire):
+    server = lab("threads", THREADS=6, POOL_SIZE=1, MAX_OVERFLOW=2)
+    limit = 1 + 2
+    # All six run at once, one per thread, but only `limit` of them get a connection.
+    waves, total = measure(fire, server, POSTGRES, count=2 * limit)
+    assert waves[0].first >= SLEEP
+    assert waves[0].size == limit
+    assert sum(w.size for w in waves) == 2 * limit
+    assert total >= 2 * SLEEP
+
+
+@pytest.mark.parametrize("mode, worker_class, psycogreen, concurrency", [
+    ("sync", "gunicorn.workers.sync.SyncWorker", False, "sync"),
+    ("gevent", "gunicorn.workers.ggevent.GeventWorker", False, "gevent"),
+    ("green", "gunicorn.workers.ggevent.GeventWorker", True, "green"),
+    ("threads", "gunicorn.workers.gthread.ThreadWorker", False, "threads"),
+    # psycopg 3 overlaps its queries as green does, without psycogreen.
+    ("psycopg3", "gunicorn.workers.ggevent.GeventWorker", False, "green"),
 ])
-def test_pool_reports_the_real_pool_and_worker(lab, mode, worker_class, psycogreen):
+def test_pool_reports_the_real_pool_and_worker(lab, mode, worker_class, psycogreen, concurrency):
     status, pool = lab(mode).get_json("/pool")
     assert status == 200
     assert pool["pool_class"] == "sqlalchemy.pool.impl.QueuePool"
@@ -68,12 +102,47 @@ def test_pool_reports_the_real_pool_and_worker(lab, mode, worker_class, psycogre
     assert (pool["sleep_seconds"], pool["max_sleep_seconds"]) == (5, 60)
     assert pool["worker_class"] == worker_class
     assert pool["psycogreen"] is psycogreen
-    assert pool["mode"] == mode and pool["concurrency"] == mode
+    assert pool["mode"] == mode and pool["concurrency"] == concurrency
+    distribution = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg"}[pool["driver"]]
+    assert pool["driver_version"] == version(distribution)
     assert pool["checked_out"] == 0
     assert isinstance(pool["pid"], int) and isinstance(pool["overflow"], int)
     # The facts the tests of the prediction take for this mode are the real server's.
     assert {key: pool[key] for key in (*WORKER_FACTS[mode], "workers", "pool_limit")} == {
         **WORKER_FACTS[mode], "workers": 1, "pool_limit": 15}
+
+
+# A gevent process querying through psycopg 3: what the lab detects (query_yields) and what happens.
+PSYCOPG_UNDER_GEVENT = f"""
+import sys, time
+if sys.argv[2] == "before":
+    import psycopg  # as a master that loaded the app before forking would
+from gevent import monkey
+monkey.patch_all()
+import gevent, psycopg
+from server.runtime import psycopg_waits_through_gevent
+
+def query():
+    with psycopg.connect(sys.argv[1]) as connection:
+        connection.execute("SELECT pg_sleep(%s)", [{SLEEP}])
+
+started = time.monotonic()
+gevent.joinall([gevent.spawn(query) for _ in range({N})], raise_error=True)
+print(psycopg_waits_through_gevent(), time.monotonic() - started)
+"""
+
+
+@pytest.mark.parametrize("imported, yields", [("after", True), ("before", False)])
+def test_psycopg3_yields_to_gevent_only_if_imported_after_the_patching(database_url, imported, yields):
+    probe = subprocess.run([sys.executable, "-c", PSYCOPG_UNDER_GEVENT, database_url, imported],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    detected, total = probe.stdout.split()
+    assert detected == str(yields)
+    if yields:
+        assert SLEEP <= float(total) <= 2 * SLEEP
+    else:
+        assert 0.9 * N * SLEEP <= float(total) <= 1.6 * N * SLEEP
 
 
 def test_sleep_answers_say_what_ran(lab):

@@ -56,3 +56,23 @@ def test_predictions_per_mode_and_endpoint():
     assert sizes_and_ideal("postgres", "green", n=15) == ((15,), 1)
     assert sizes_and_ideal("postgres", "green", n=4, pool=(2, 3)) == ((4,), 1)
     assert predict("postgres", 12, 0.5, facts("green", 15, 0)).reason.endswith("pool_size 15 + max_overflow 0")
+
+
+def test_predictions_for_threads_come_from_the_thread_count():
+    def sizes(endpoint, n, threads, pool=(5, 10)):
+        return predict(endpoint, n, 1.0, {**facts("threads", *pool), "worker_concurrency": threads}).wave_sizes
+
+    assert sizes("python", 5, 8) == (5,)
+    assert sizes("postgres", 5, 8) == (5,)
+    # Past the thread count: waves of T for both endpoints, while T is below the pool limit.
+    assert sizes("python", 100, 8) == (8,) * 12 + (4,)
+    assert sizes("postgres", 100, 8) == (8,) * 12 + (4,)
+    # Past the pool: waves of min(T, P).
+    assert sizes("postgres", 100, 30) == (15,) * 6 + (10,)
+    assert sizes("python", 100, 30) == (30,) * 3 + (10,)
+    assert predict("python", 9, 1.0, facts("threads")).reason == "overlapped: ThreadWorker runs up to 8 requests at once"
+
+
+def test_psycopg3_predicts_as_green_does_from_the_same_facts():
+    for endpoint, n in (("python", 5), ("postgres", 5), ("python", 100), ("postgres", 100)):
+        assert predict(endpoint, n, 1.0, facts("psycopg3")) == predict(endpoint, n, 1.0, facts("green"))
