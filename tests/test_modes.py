@@ -51,16 +51,21 @@ def test_what_each_mode_overlaps(lab, fire, mode, python_shape, postgres_shape):
     postgres_shape(*measure(fire, server, POSTGRES))
 
 
-@pytest.mark.parametrize("mode", ["green", "psycopg3"])
-def test_greenlets_past_the_pool_limit_answer_in_waves_of_the_pool(lab, fire, mode):
-    server = lab(mode, POOL_SIZE=2, MAX_OVERFLOW=3)
-    limit = 2 + 3
-    waves, total = measure(fire, server, POSTGRES, count=3 * limit)
+@pytest.mark.parametrize("mode, settings, requests", [
+    ("green", {"POOL_SIZE": 2, "MAX_OVERFLOW": 3}, 15),
+    ("psycopg3", {"POOL_SIZE": 2, "MAX_OVERFLOW": 3}, 15),
+    # All six run at once, one per thread, but only the pool's 3 get a connection.
+    ("threads", {"THREADS": 6, "POOL_SIZE": 1, "MAX_OVERFLOW": 2}, 6),
+])
+def test_past_the_pool_limit_queries_answer_in_waves_of_the_pool(lab, fire, mode, settings, requests):
+    server = lab(mode, **settings)
+    limit = settings["POOL_SIZE"] + settings["MAX_OVERFLOW"]
+    waves, total = measure(fire, server, POSTGRES, count=requests)
     # No request can finish before its own sleep, and only `limit` can sleep at once.
     assert waves[0].first >= SLEEP
     assert waves[0].size == limit
-    assert sum(w.size for w in waves) == 3 * limit
-    assert total >= 3 * SLEEP
+    assert sum(w.size for w in waves) == requests
+    assert total >= requests // limit * SLEEP
 
 
 def test_threads_past_their_count_answer_in_waves_of_threads(lab, fire):
@@ -73,17 +78,6 @@ def test_threads_past_their_count_answer_in_waves_of_threads(lab, fire):
         # The worker accepts all six and queues them for its threads: one wave per sleep.
         assert [w.size for w in waves] == [threads, threads]
         assert 2 * SLEEP <= total <= 3 * SLEEP
-
-
-def test_threads_past_the_pool_limit_answer_in_waves_of_the_pool(lab, fire):
-    server = lab("threads", THREADS=6, POOL_SIZE=1, MAX_OVERFLOW=2)
-    limit = 1 + 2
-    # All six run at once, one per thread, but only `limit` of them get a connection.
-    waves, total = measure(fire, server, POSTGRES, count=2 * limit)
-    assert waves[0].first >= SLEEP
-    assert waves[0].size == limit
-    assert sum(w.size for w in waves) == 2 * limit
-    assert total >= 2 * SLEEP
 
 
 @pytest.mark.parametrize("mode, worker_class, psycogreen, concurrency", [
