@@ -35,7 +35,11 @@ def on_starting(server):
                  f"not {server.cfg.worker_class_str!r}")
     if not settings["DATABASE_URL"]:
         # The master takes the embedded server's handle; workers inherit the URL.
-        os.environ["DATABASE_URL"] = embedded.start(reaper=True).get_uri()
+        try:
+            handle = embedded.start(reaper=True, log=server.log.warning)
+        except embedded.StartError as error:
+            sys.exit(f"pool-lab: {error}")
+        os.environ["DATABASE_URL"] = handle.get_uri()
         server.log.info("embedded PostgreSQL ready in %s", embedded.data_directory())
     # Run as a child, so the master never imports the app before its workers patch with gevent.
     seeded = subprocess.run(

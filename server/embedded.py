@@ -5,6 +5,12 @@ keeps a list of the processes holding a handle on the data directory: the
 last one to exit stops the server. Every Gunicorn master of the lab takes a
 handle, so all modes share one server and it stops with the last mode.
 It listens on a Unix socket only, so it adds no network port at all.
+
+The four masters of `honcho start` start at the same moment, and pgserver
+locks only part of its start: as root it creates its system user before
+taking its lock, and it creates the data directory outside it. So the lab
+runs the whole start under one lock of its own, and repairs a system user
+that an interrupted first start left half made.
 """
 
 import json
@@ -21,6 +27,21 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PGDATA = PROJECT_ROOT / "var" / "pgdata"
 # pgserver's own file in the data directory listing the pids holding a handle.
 HANDLE_PIDS_FILE = ".handle_pids.json"
+REAPER_LOCK_FILE = ".reaper.lock"
+REAPER_INTERVAL = 0.5
+# Held around the lab's whole start, in pgserver's runtime directory. Not pgserver's own
+# .lockfile: fcntl locks belong to a process, so pgserver taking and releasing that file inside
+# the start would release it for the rest of the start. One file for all of a user's data
+# directories, because what root does first, useradd, is machine-wide.
+START_LOCK_FILE = "pool-lab-start.lock"
+# Far longer than an honest start, which takes seconds even with initdb.
+START_LOCK_TIMEOUT = 300
+# The user pgserver runs PostgreSQL as when it runs as root (it refuses to run as root).
+SYSTEM_USER = "pgserver"
+
+
+class StartError(Exception):
+    """The embedded server cannot start; the message says why, and what to do, in one line."""
 
 
 def data_directory(environ=None):
@@ -28,8 +49,8 @@ def data_directory(environ=None):
     return Path(environ.get("EMBEDDED_PGDATA") or DEFAULT_PGDATA).expanduser().resolve()
 
 
-REAPER_LOCK_FILE = ".reaper.lock"
-REAPER_INTERVAL = 0.5
+def say(message):
+    print(f"pool-lab: {message}", file=sys.stderr, flush=True)
 
 
 def _pgserver():
@@ -56,20 +77,75 @@ def _forget_dead_handles(pgdata):
     return alive
 
 
-def start(pgdata=None, reaper=False):
+def _ensure_system_user(log):
+    """Create pgserver's system user before pgserver would, repairing a half-created one."""
+    import grp
+    import pwd
+
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+        return
+    except KeyError:
+        pass
+    command = ["useradd", "-s", "/bin/bash", SYSTEM_USER]  # what pgserver runs
+    try:
+        grp.getgrnam(SYSTEM_USER)
+    except KeyError:
+        pass
+    else:
+        # useradd writes the group first: killed before it wrote the user, it leaves the group,
+        # and every later plain useradd refuses to reuse it (status 9).
+        command[-1:-1] = ["-g", SYSTEM_USER]
+        log(f"group {SYSTEM_USER} exists without its user (a useradd was interrupted): running {' '.join(command)}")
+    try:
+        result = subprocess.run(command, capture_output=True, text=True)
+    except OSError as error:
+        failure = error.strerror
+    else:
+        if result.returncode == 0:
+            return
+        failure = "; ".join(line.strip() for line in result.stderr.splitlines() if line.strip()) \
+            or f"exit status {result.returncode}"
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+        return  # made meanwhile by someone outside the lab
+    except KeyError:
+        raise StartError(f"could not create the system user {SYSTEM_USER}, which runs PostgreSQL when the lab "
+                         f"runs as root: `{' '.join(command)}` failed: {failure}") from None
+
+
+def start(pgdata=None, reaper=False, log=say):
     """Start (or join) the embedded server; this process holds a handle until it exits.
 
     With reaper=True a detached watcher also stops the server once every holder is gone,
     even holders that were killed before they could stop it (honcho kills what has not
-    stopped 5 s after Ctrl-C).
+    stopped 5 s after Ctrl-C). Repairs are told through `log`, one line each; a start that
+    cannot succeed raises StartError.
     """
-    pgdata = data_directory() if pgdata is None else Path(pgdata)
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    import fasteners
+
+    pgdata = data_directory() if pgdata is None else Path(pgdata).expanduser().resolve()
     pgserver = _pgserver()
-    with pgserver.PostgresServer._lock:
-        if pgdata.exists():
+    lock_path = pgserver.PostgresServer.runtime_path / START_LOCK_FILE
+    lock = fasteners.InterProcessLock(lock_path)
+    try:
+        locked = lock.acquire(timeout=START_LOCK_TIMEOUT)
+    except OSError as error:
+        raise StartError(f"cannot lock {lock_path}: {error.strerror}") from None
+    if not locked:
+        raise StartError(f"waited {START_LOCK_TIMEOUT} s for another start of the embedded PostgreSQL to finish; "
+                         f"`fuser -v {lock_path}` names it")
+    try:
+        if os.geteuid() == 0:
+            _ensure_system_user(log)
+        # pgserver's lock too, as for every change to a data directory: its reaper may be looking.
+        with pgserver.PostgresServer._lock:
+            # Here, not in pgserver.get_server, which makes it outside any lock.
+            pgdata.mkdir(parents=True, exist_ok=True)
             _forget_dead_handles(pgdata)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    finally:
+        lock.release()
     if reaper:
         subprocess.Popen([sys.executable, "-m", "server.embedded", "reap", str(pgdata)], cwd=PROJECT_ROOT,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -91,7 +167,7 @@ def reap(pgdata):
     if not reaper_lock.acquire(timeout=2):
         return
     # pgserver runs PostgreSQL as its own system user when it runs as root.
-    user = "pgserver" if os.geteuid() == 0 else None
+    user = SYSTEM_USER if os.geteuid() == 0 else None
     try:
         while True:
             # Under pgserver's lock: no holder can join between the check and the stop.
