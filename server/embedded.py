@@ -9,12 +9,13 @@ It listens on a Unix socket only, so it adds no network port at all.
 The four masters of `honcho start` start at the same moment, and pgserver
 locks only part of its start: as root it creates its system user before
 taking its lock, and it creates the data directory outside it. So the lab
-runs the whole start under one lock of its own, and repairs a system user
-that an interrupted first start left half made.
+runs the whole start under one lock of its own, and repairs what an
+interrupted first start leaves behind.
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -38,6 +39,17 @@ START_LOCK_FILE = "pool-lab-start.lock"
 START_LOCK_TIMEOUT = 300
 # The user pgserver runs PostgreSQL as when it runs as root (it refuses to run as root).
 SYSTEM_USER = "pgserver"
+# What initdb, PostgreSQL, pgserver and the lab put in a data directory.
+DATA_DIRECTORY_ENTRIES = frozenset({
+    "PG_VERSION", "base", "global", "pg_commit_ts", "pg_dynshmem", "pg_logical", "pg_multixact",
+    "pg_notify", "pg_replslot", "pg_serial", "pg_snapshots", "pg_stat", "pg_stat_tmp", "pg_subtrans",
+    "pg_tblspc", "pg_twophase", "pg_wal", "pg_xact", "postgresql.conf", "postgresql.auto.conf",
+    "pg_hba.conf", "pg_ident.conf", "postmaster.pid", "log", HANDLE_PIDS_FILE, REAPER_LOCK_FILE,
+})
+# PostgreSQL's socket and its lock file; pgserver also probes that name before a start.
+SOCKET_PREFIX = ".s.PGSQL."
+# PostgreSQL writes it at every server start; initdb never does.
+SERVED_MARKER = "postmaster.opts"
 
 
 class StartError(Exception):
@@ -114,6 +126,37 @@ def _ensure_system_user(log):
                          f"runs as root: `{' '.join(command)}` failed: {failure}") from None
 
 
+def _prepare_data_directory(pgdata, log):
+    """Make `pgdata` fit for pgserver: empty, a data directory, or what an interrupted start left, emptied."""
+    fix = "point EMBEDDED_PGDATA at an empty or new directory"
+    try:
+        pgdata.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StartError(f"{pgdata} is not a directory: {fix}") from None
+    except OSError as error:
+        raise StartError(f"cannot create the data directory {pgdata}: {error.strerror}") from None
+    names = sorted(entry.name for entry in pgdata.iterdir())
+    if not names or SERVED_MARKER in names:
+        return
+    foreign = [name for name in names if name not in DATA_DIRECTORY_ENTRIES and not name.startswith(SOCKET_PREFIX)]
+    if not foreign:
+        # No server ever ran on it, so it holds no data: an initdb cut short, or lock files of a
+        # failed start. pgserver would run initdb on it when PG_VERSION is missing (initdb refuses
+        # a directory that is not empty) or start it when it is there (and fail on the missing
+        # catalogs), every time.
+        log(f"{pgdata} holds what an interrupted start left (no server ever ran on it, so it holds no data): "
+            f"initializing it afresh")
+        for entry in pgdata.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    elif "PG_VERSION" not in names:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise StartError(f"{pgdata} is not a PostgreSQL data directory (it holds {shown}): {fix}")
+    # Else a data directory no server ran on here, such as a restored backup: pgserver's to start.
+
+
 def start(pgdata=None, reaper=False, log=say):
     """Start (or join) the embedded server; this process holds a handle until it exits.
 
@@ -140,8 +183,7 @@ def start(pgdata=None, reaper=False, log=say):
             _ensure_system_user(log)
         # pgserver's lock too, as for every change to a data directory: its reaper may be looking.
         with pgserver.PostgresServer._lock:
-            # Here, not in pgserver.get_server, which makes it outside any lock.
-            pgdata.mkdir(parents=True, exist_ok=True)
+            _prepare_data_directory(pgdata, log)
             _forget_dead_handles(pgdata)
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
     finally:

@@ -146,6 +146,44 @@ def test_a_useradd_that_fails_stops_the_mode_with_one_line(fresh_machine):
     assert stopped(fresh_machine)
 
 
+# What `initdb --no-clean` leaves when its bootstrap fails (seen with pgserver's initdb 16.2):
+# PG_VERSION and the configuration files written, the catalogs not. A killed initdb leaves the
+# same, or only the subdirectories when it dies before writing PG_VERSION.
+INITDB_SUBDIRECTORIES = ("base/1", "global", "pg_commit_ts", "pg_dynshmem", "pg_logical/mappings",
+                         "pg_logical/snapshots", "pg_multixact/members", "pg_multixact/offsets", "pg_notify",
+                         "pg_replslot", "pg_serial", "pg_snapshots", "pg_stat", "pg_stat_tmp", "pg_subtrans",
+                         "pg_tblspc", "pg_twophase", "pg_wal/archive_status", "pg_xact")
+INITDB_FILES = ("PG_VERSION", "postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf")
+
+
+@pytest.mark.parametrize("files", [INITDB_FILES, ()], ids=["in-bootstrap", "before-PG_VERSION"])
+def test_a_data_directory_from_an_interrupted_initdb_is_started_afresh(fresh_machine, tmp_path, files):
+    for directory in INITDB_SUBDIRECTORIES:
+        (fresh_machine.pgdata / directory).mkdir(parents=True)
+    for name in files:
+        (fresh_machine.pgdata / name).write_text("16\n" if name == "PG_VERSION" else "")
+
+    returncode, stderr = start_one(fresh_machine, tmp_path)
+    assert returncode == 0, stderr
+    assert stderr.strip().splitlines() == [
+        f"pool-lab: {fresh_machine.pgdata} holds what an interrupted start left (no server ever ran on it, "
+        f"so it holds no data): initializing it afresh"]
+    assert (fresh_machine.pgdata / "postmaster.opts").exists()
+    assert stopped(fresh_machine)
+
+
+def test_a_directory_that_is_not_a_data_directory_is_never_deleted(fresh_machine):
+    """EMBEDDED_PGDATA pointed at someone's directory by mistake: the mode stops with one line."""
+    fresh_machine.pgdata.mkdir()
+    (fresh_machine.pgdata / "thesis.tex").write_text("years of work")
+    stderr = start_mode_that_fails(fresh_machine)
+    assert stderr.strip().splitlines()[-1] == (
+        f"pool-lab: {fresh_machine.pgdata} is not a PostgreSQL data directory (it holds thesis.tex): "
+        f"point EMBEDDED_PGDATA at an empty or new directory")
+    assert [p.name for p in fresh_machine.pgdata.iterdir()] == ["thesis.tex"]
+    assert stopped(fresh_machine)
+
+
 def hold_and_die(paths):
     """A process that locks `paths` the way the lab and pgserver do, then is killed."""
     code = ("import sys, fasteners\n"
@@ -162,7 +200,14 @@ def hold_and_die(paths):
 
 def test_lock_files_left_by_a_killed_start_are_harmless(fresh_machine, tmp_path):
     runtime = fresh_machine.runtime / "python_PostgresServer"
-    hold_and_die([runtime / embedded.START_LOCK_FILE, runtime / ".lockfile"])
+    fresh_machine.pgdata.mkdir()
+    hold_and_die([runtime / embedded.START_LOCK_FILE, runtime / ".lockfile",
+                  fresh_machine.pgdata / embedded.REAPER_LOCK_FILE])
     returncode, stderr = start_one(fresh_machine, tmp_path)
     assert returncode == 0, stderr
+    # The reaper's lock file alone would make initdb refuse the data directory.
+    assert stderr.strip().splitlines() == [
+        f"pool-lab: {fresh_machine.pgdata} holds what an interrupted start left (no server ever ran on it, "
+        f"so it holds no data): initializing it afresh"]
     assert stopped(fresh_machine)
+
