@@ -184,6 +184,21 @@ def test_a_directory_that_is_not_a_data_directory_is_never_deleted(fresh_machine
     assert stopped(fresh_machine)
 
 
+def test_a_server_that_will_not_start_stops_the_mode_with_one_line(fresh_machine, tmp_path):
+    returncode, stderr = start_one(fresh_machine, tmp_path)
+    assert returncode == 0, stderr
+    # A typo in a hand edit of the configuration.
+    with open(fresh_machine.pgdata / "postgresql.conf", "a") as conf:
+        conf.write("shared_buffers = lots\n")
+    stderr = start_mode_that_fails(fresh_machine)
+    pgdata = fresh_machine.pgdata
+    assert stderr.strip().splitlines()[-1] == (
+        f"pool-lab: the embedded PostgreSQL in {pgdata} did not start: pg_ctl failed: FATAL:  configuration "
+        f"file \"{pgdata}/postgresql.conf\" contains errors (the server's log: {pgdata}/log)")
+    # The reaper that the mode started before the server sees no holder and leaves.
+    assert stopped(fresh_machine)
+
+
 def hold_and_die(paths):
     """A process that locks `paths` the way the lab and pgserver do, then is killed."""
     code = ("import sys, fasteners\n"
