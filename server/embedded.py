@@ -74,16 +74,26 @@ def _pgserver():
     return pgserver
 
 
-def _forget_dead_handles(pgdata):
+def _forget_dead_handles(pgdata, log=None):
     """Drop pids of processes that died without releasing their handle; return the live ones.
 
     pgserver only stops the server when the exiting process is the last one in
     its list; a handle left by a killed process would keep it running forever.
+    A list cut short by a process killed while writing it gives None, or, with
+    `log` (a start, which then adds itself), is started afresh.
     """
     handles = pgdata / HANDLE_PIDS_FILE
     if not handles.exists():
         return []
-    pids = json.loads(handles.read_text() or "[]")
+    text = handles.read_text()
+    try:
+        pids = json.loads(text or "[]")
+    except ValueError:
+        if log is None:
+            return None
+        log(f"{handles} was cut short ({text!r}) by a process killed while writing it: starting it afresh")
+        handles.write_text("[]")
+        return []
     alive = [pid for pid in pids if psutil.pid_exists(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
@@ -258,7 +268,7 @@ def start(pgdata=None, reaper=False, log=say):
         # pgserver's lock too, as for every change to a data directory: its reaper may be looking.
         with pgserver.PostgresServer._lock:
             _prepare_data_directory(pgdata, log)
-            _forget_dead_handles(pgdata)
+            _forget_dead_handles(pgdata, log)
         server = _get_server(pgserver, pgdata)
     finally:
         lock.release()
@@ -288,7 +298,8 @@ def reap(pgdata):
         while True:
             # Under pgserver's lock: no holder can join between the check and the stop.
             with pgserver.PostgresServer._lock:
-                if not _forget_dead_handles(pgdata):
+                # A list cut short (None) may still name live holders: leave it to the next start.
+                if _forget_dead_handles(pgdata) == []:
                     if (pgdata / "postmaster.pid").exists():
                         try:
                             pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)

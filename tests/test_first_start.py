@@ -226,3 +226,15 @@ def test_lock_files_left_by_a_killed_start_are_harmless(fresh_machine, tmp_path)
         f"so it holds no data): initializing it afresh"]
     assert stopped(fresh_machine)
 
+
+def test_a_handle_list_cut_short_by_a_kill_is_reset(fresh_machine, tmp_path):
+    returncode, stderr = start_one(fresh_machine, tmp_path / "first")
+    assert returncode == 0, stderr
+    # pgserver rewrites this list in place: a process killed while writing leaves half of it.
+    (fresh_machine.pgdata / embedded.HANDLE_PIDS_FILE).write_text("[12")
+    returncode, stderr = start_one(fresh_machine, tmp_path)
+    assert returncode == 0, stderr
+    assert stderr.strip().splitlines() == [
+        f"pool-lab: {fresh_machine.pgdata / embedded.HANDLE_PIDS_FILE} was cut short ('[12') "
+        f"by a process killed while writing it: starting it afresh"]
+    assert stopped(fresh_machine)
