@@ -269,14 +269,15 @@ def start(pgdata=None, reaper=False, log=say):
         with pgserver.PostgresServer._lock:
             _prepare_data_directory(pgdata, log)
             _forget_dead_handles(pgdata, log)
-        server = _get_server(pgserver, pgdata)
+        if reaper:
+            # Before the server starts: a master killed while starting it (Ctrl-C during the first
+            # start; pg_ctl detaches PostgreSQL, so it lives on) leaves the reaper to stop it.
+            subprocess.Popen([sys.executable, "-m", "server.embedded", "reap", str(pgdata)], cwd=PROJECT_ROOT,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        return _get_server(pgserver, pgdata)
     finally:
         lock.release()
-    if reaper:
-        subprocess.Popen([sys.executable, "-m", "server.embedded", "reap", str(pgdata)], cwd=PROJECT_ROOT,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
-    return server
 
 
 def reap(pgdata):
@@ -289,6 +290,11 @@ def reap(pgdata):
     import fasteners
 
     pgserver = _pgserver()
+    # Nothing before the start that spawned this reaper is over: it has no handle yet, and
+    # initdb wants the data directory empty, without the reaper's lock file.
+    start_lock = fasteners.InterProcessLock(pgserver.PostgresServer.runtime_path / START_LOCK_FILE)
+    start_lock.acquire()
+    start_lock.release()
     reaper_lock = fasteners.InterProcessLock(pgdata / REAPER_LOCK_FILE)
     if not reaper_lock.acquire(timeout=2):
         return

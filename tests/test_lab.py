@@ -141,6 +141,25 @@ def test_first_honcho_start_on_a_fresh_machine_serves_every_mode_and_ctrl_c_stop
     assert "Traceback" not in log_path.read_text()
 
 
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL replaces the embedded server")
+def test_ctrl_c_while_the_first_start_starts_postgres_leaves_nothing_running(fresh_machine, tmp_path):
+    """The masters die before they hold the server they are starting, and pg_ctl has detached it
+    from them: only the reaper, spawned before the server starts, is left to stop it."""
+    log_path = tmp_path / "honcho.log"
+    process, _ = launch_honcho(fresh_machine.pgdata, log_path, fresh_machine)
+    try:
+        deadline = time.monotonic() + 60
+        # Written by the server as it starts (initdb's own standalone runs write postmaster.pid too).
+        while not (fresh_machine.pgdata / "postmaster.opts").exists():
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.01)
+    finally:
+        returncode = ctrl_c(process)
+    assert returncode == 130, log_path.read_text()
+    assert fresh_machine.left_running() == []
+    assert not postmaster_running(fresh_machine.pgdata)
+
+
 def test_with_database_url_nothing_embedded_starts(database_url, tmp_path):
     pgdata = tmp_path / "unused-pgdata"
     server = start_mode("green", {"DATABASE_URL": database_url, "EMBEDDED_PGDATA": str(pgdata)},
