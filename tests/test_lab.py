@@ -1,5 +1,6 @@
 """`honcho start` as a newcomer runs it: every mode on one embedded PostgreSQL, crash or not."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -190,7 +191,9 @@ def kill_everything(process, pgdata):
     postmaster = (pgdata / "postmaster.pid").read_text().splitlines()[0]
     victims.append(psutil.Process(int(postmaster)))
     for victim in victims:
-        victim.kill()
+        # Gone already, such as a spare reaper giving up: nothing to kill.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            victim.kill()
     psutil.wait_procs(victims, timeout=30)
     process.wait(timeout=30)
 
@@ -221,7 +224,11 @@ def test_a_mode_killed_before_it_could_stop_the_database_is_covered_by_the_reape
     pgdata = tmp_path / "pgdata"
     process, _ = start_honcho(pgdata, tmp_path / "honcho.log")
     # What honcho does to a mode still stopping 5 s after Ctrl-C: SIGKILL, so no atexit runs.
-    masters = [p for p in psutil.Process(process.pid).children(recursive=True) if "gunicorn" in " ".join(p.cmdline())]
+    masters = []
+    for child in psutil.Process(process.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):  # a spare reaper may be just giving up
+            if "gunicorn" in " ".join(child.cmdline()):
+                masters.append(child)
     for master in masters:
         master.kill()
     stop_honcho(process)
