@@ -226,7 +226,9 @@ def _get_server(pgserver, pgdata):
             failure = error.__context__
         prefix = f"the embedded PostgreSQL in {pgdata} did not start"
         if isinstance(failure, subprocess.TimeoutExpired):
-            message = f"{prefix} within {failure.timeout:g} s (the server's log: {server_log})"
+            # pgserver gives pg_ctl 10 s to see the server ready.
+            message = (f"{prefix}: {Path(failure.cmd[0]).name} saw no ready server within {failure.timeout:.0f} s "
+                       f"(the server's log: {server_log})")
         elif isinstance(failure, subprocess.CalledProcessError):
             program = Path(failure.cmd[0]).name
             detail = _why_the_command_failed(errors.stderr) or f"exit status {failure.returncode}"
