@@ -48,8 +48,12 @@ def on_starting(server):
     if server.cfg.worker_class_str == "gthread":
         # Here, not as a module-level `threads`: Gunicorn turns a sync worker with threads into gthread.
         server.cfg.set("threads", settings["THREADS"])
-    # The master takes the embedded server's handle (when DATABASE_URL is unset); workers inherit the URL.
-    os.environ["DATABASE_URL"] = embedded.database_url(settings["DATABASE_URL"], reaper=True)
+    try:
+        # The master takes the embedded server's handle (when DATABASE_URL is unset); workers inherit the URL.
+        os.environ["DATABASE_URL"] = embedded.database_url(settings["DATABASE_URL"], reaper=True,
+                                                           log=server.log.warning)
+    except embedded.StartError as error:
+        sys.exit(f"pool-lab: {error}")
     # Run as a child, so the master never imports the app before its workers patch with gevent.
     seeded = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "server", "init-db", "--if-empty"],

@@ -2,11 +2,16 @@
 
 import http.client
 import os
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 
+import psutil
 import pytest
 
+from fresh_machine import FreshMachine
 from lab.servers import start_mode
 from lab.waves import Completion
 from server import create_app, embedded
@@ -19,6 +24,24 @@ SLEEP = 0.5
 def database_url(tmp_path_factory):
     """DATABASE_URL when set, else an embedded PostgreSQL of the suite's own (stopped when pytest exits)."""
     return embedded.database_url(os.environ.get("DATABASE_URL"), tmp_path_factory.mktemp("embedded") / "pgdata")
+
+
+@pytest.fixture
+def fresh_machine():
+    """A machine where the lab never ran (see tests/fresh_machine.py)."""
+    # Not in tmp_path: every pytest session that starts makes /tmp/pytest-of-<user> 0700 again,
+    # which, as root, locks the pgserver user out of a data directory below it in mid-start.
+    root = Path(tempfile.mkdtemp(prefix="pool-lab-machine-"))
+    root.chmod(0o755)
+    machine = FreshMachine(root)
+    yield machine
+    # Only after a failed test: what it left would hold its port or data directory for good.
+    leftovers = machine.leftovers()
+    for process in leftovers:
+        process.terminate()
+    for process in psutil.wait_procs(leftovers, timeout=10)[1]:
+        process.kill()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """`honcho start` as a newcomer runs it: every mode on one embedded PostgreSQL, crash or not."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,30 +15,58 @@ from lab.servers import BIN_PATH, PROCFILE, ROOT, LabServer, free_port, start_mo
 MODES = tuple(PROCFILE)
 
 
-def start_honcho(pgdata, log_path):
+def launch_honcho(pgdata, log_path, machine=None):
+    """`honcho start` with every mode on a free port; on `machine` (a FreshMachine) if given."""
     ports = {mode: free_port() for mode in MODES}
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(PATH=BIN_PATH, EMBEDDED_PGDATA=str(pgdata),
-               **{f"{mode.upper()}_PORT": str(port) for mode, port in ports.items()})
-    process = subprocess.Popen(["honcho", "start"], cwd=ROOT, env=env, stdout=log_path.open("w"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    if machine is None:
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        env.update(PATH=BIN_PATH, EMBEDDED_PGDATA=str(pgdata))
+        command = ["honcho", "start"]
+    else:
+        env, command = machine.env(), machine.command(["honcho", "start"])
+    env.update({f"{mode.upper()}_PORT": str(port) for mode, port in ports.items()})
+    # As from a terminal: SIGINT at its default, even where CI's shell started us with it ignored.
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_path.open("w"),
+                               stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     servers = [LabServer(mode, f"http://127.0.0.1:{port}", process, log_path) for mode, port in ports.items()]
+    return process, servers
+
+
+def start_honcho(pgdata, log_path, machine=None):
+    """launch_honcho, then wait until every mode answers."""
+    process, servers = launch_honcho(pgdata, log_path, machine)
     deadline = time.monotonic() + 60
-    for server in servers:
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            try:
-                if server.get("/pool", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
+    try:
+        for server in servers:
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
+                try:
+                    if server.get("/pool", timeout=2)[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.2)
+    except BaseException:
+        if process.poll() is None:
+            stop_honcho(process)
+        raise
     return process, servers
 
 
 def stop_honcho(process):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=90) is not None
+
+
+def ctrl_c(process):
+    """What Ctrl-C in honcho's terminal does: SIGINT to its foreground process group (honcho leads it)."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        return process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
 
 
 def postmaster_running(pgdata):
@@ -94,6 +123,48 @@ def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart
     assert stopped_within(pgdata)
 
 
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL replaces the embedded server")
+def test_first_honcho_start_on_a_fresh_machine_serves_every_mode_and_ctrl_c_stops_everything(fresh_machine, tmp_path):
+    """The README's `honcho start` on a machine where the lab never ran (as root: no `pgserver` user
+    yet, when a private /etc is possible): all four modes start at once, and Ctrl-C stops all."""
+    log_path = tmp_path / "honcho.log"
+    process, servers = start_honcho(fresh_machine.pgdata, log_path, fresh_machine)
+    try:
+        for server in servers:
+            status, pool = server.get_json("/pool")
+            assert (status, pool["mode"]) == (200, server.mode)
+            status, body = server.get_json("/sleep/postgres/?seconds=0")
+            assert (status, body["todo_count"]) == (200, 50)
+    finally:
+        returncode = ctrl_c(process)
+    assert returncode == 130, log_path.read_text()
+    # Nothing left: no Gunicorn, no PostgreSQL, no reaper (the spare reapers give up within 2 s).
+    assert fresh_machine.left_running() == []
+    assert not postmaster_running(fresh_machine.pgdata)
+    if fresh_machine.etc is not None:
+        assert len(fresh_machine.entries("passwd")) == 1
+    assert "Traceback" not in log_path.read_text()
+
+
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL replaces the embedded server")
+def test_ctrl_c_while_the_first_start_starts_postgres_leaves_nothing_running(fresh_machine, tmp_path):
+    """The masters die before they hold the server they are starting, and pg_ctl has detached it
+    from them: only the reaper, spawned before the server starts, is left to stop it."""
+    log_path = tmp_path / "honcho.log"
+    process, _ = launch_honcho(fresh_machine.pgdata, log_path, fresh_machine)
+    try:
+        deadline = time.monotonic() + 60
+        # Written by the server as it starts (initdb's own standalone runs write postmaster.pid too).
+        while not (fresh_machine.pgdata / "postmaster.opts").exists():
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.01)
+    finally:
+        returncode = ctrl_c(process)
+    assert returncode == 130, log_path.read_text()
+    assert fresh_machine.left_running() == []
+    assert not postmaster_running(fresh_machine.pgdata)
+
+
 def test_with_database_url_nothing_embedded_starts(database_url, tmp_path):
     pgdata = tmp_path / "unused-pgdata"
     server = start_mode("green", {"DATABASE_URL": database_url, "EMBEDDED_PGDATA": str(pgdata)},
@@ -143,7 +214,9 @@ def kill_everything(process, pgdata):
     postmaster = (pgdata / "postmaster.pid").read_text().splitlines()[0]
     victims.append(psutil.Process(int(postmaster)))
     for victim in victims:
-        victim.kill()
+        # Gone already, such as a spare reaper giving up: nothing to kill.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            victim.kill()
     psutil.wait_procs(victims, timeout=30)
     process.wait(timeout=30)
 
