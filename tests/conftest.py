@@ -20,19 +20,38 @@ from server import create_app, embedded
 SLEEP = 0.5
 
 
+def private_directory(prefix):
+    """A directory for data directories of embedded servers, outside pytest's tmp_path: every
+    pytest session that starts makes /tmp/pytest-of-<user> 0700 again, which, as root, locks the
+    pgserver user out of a server below it (another session's) in mid-start."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    return root
+
+
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory):
-    """DATABASE_URL when set, else an embedded PostgreSQL of the suite's own (stopped when pytest exits)."""
-    return embedded.database_url(os.environ.get("DATABASE_URL"), tmp_path_factory.mktemp("embedded") / "pgdata")
+def database_url():
+    """DATABASE_URL when set, else an embedded PostgreSQL of the suite's own."""
+    root = private_directory("pool-lab-suite-")
+    yield embedded.database_url(os.environ.get("DATABASE_URL"), root / "pgdata")
+    if (root / "pgdata").exists():
+        embedded.start(root / "pgdata").cleanup()  # this process's handle: the server stops first
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pgdata():
+    """A data directory, not yet created, for an embedded server of the test's own, which the
+    test stops before it ends."""
+    root = private_directory("pool-lab-test-")
+    yield root / "pgdata"
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
 def fresh_machine():
     """A machine where the lab never ran (see tests/fresh_machine.py)."""
-    # Not in tmp_path: every pytest session that starts makes /tmp/pytest-of-<user> 0700 again,
-    # which, as root, locks the pgserver user out of a data directory below it in mid-start.
-    root = Path(tempfile.mkdtemp(prefix="pool-lab-machine-"))
-    root.chmod(0o755)
+    root = private_directory("pool-lab-machine-")
     machine = FreshMachine(root)
     yield machine
     # Only after a failed test: what it left would hold its port or data directory for good.

@@ -4,13 +4,14 @@ A server of the suite's own with PG_MAX_CONNECTIONS=20, so the wall is reached b
 """
 
 import json
+import shutil
 from collections import Counter
 
 import psutil
 import psycopg2
 import pytest
 
-from conftest import SLEEP
+from conftest import SLEEP, private_directory
 from lab.servers import start_mode
 from lab.waves import group_waves, predict
 from server import embedded
@@ -19,11 +20,13 @@ MAX_CONNECTIONS = 20
 
 
 @pytest.fixture(scope="module")
-def walled_database(tmp_path_factory, monkeypatch_module):
+def walled_database(monkeypatch_module):
     monkeypatch_module.setenv("PG_MAX_CONNECTIONS", str(MAX_CONNECTIONS))
-    database = embedded.start(tmp_path_factory.mktemp("walled") / "pgdata")
+    root = private_directory("pool-lab-walled-")
+    database = embedded.start(root / "pgdata")
     yield database
     database.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +111,10 @@ def test_backend_memory_can_be_sampled(nullpool, walled_database):
     assert 0.1 < sample.uss_mib / sample.backends < 50
 
 
-def test_nullpool_over_loopback_tcp_opens_a_connection_per_request(tmp_path, fire):
+def test_nullpool_over_loopback_tcp_opens_a_connection_per_request(pgdata, tmp_path, fire):
     from lab.servers import free_port
 
-    database, tcp_url, socket_url = embedded.start_on_tcp(tmp_path / "pgdata", free_port())
+    database, tcp_url, socket_url = embedded.start_on_tcp(pgdata, free_port())
     server = start_mode("nullpool", {"DATABASE_URL": tcp_url}, tmp_path / "nullpool-tcp.log")
     try:
         assert "@127.0.0.1:" in server.get_json("/pool")[1]["database"]

@@ -100,9 +100,9 @@ def test_pool_timeout_is_a_503_that_names_the_limit_with_retry_after(lab):
 
 
 @pytest.fixture
-def own_database(tmp_path):
+def own_database(pgdata):
     """An embedded PostgreSQL of this test's own, which it may stop and start."""
-    database = embedded.start(tmp_path / "pgdata")
+    database = embedded.start(pgdata)
     yield database
     database.cleanup()
 

@@ -85,8 +85,7 @@ def stopped_within(pgdata, seconds=15):
 
 
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL replaces the embedded server")
-def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart(tmp_path):
-    pgdata = tmp_path / "pgdata"
+def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart(pgdata, tmp_path):
     process, servers = start_honcho(pgdata, tmp_path / "honcho-1.log")
     try:
         pools = {server.mode: server.get_json("/pool")[1] for server in servers}
@@ -222,8 +221,7 @@ def kill_everything(process, pgdata):
 
 
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL replaces the embedded server")
-def test_after_a_crash_the_next_start_is_clean(tmp_path):
-    pgdata = tmp_path / "pgdata"
+def test_after_a_crash_the_next_start_is_clean(pgdata, tmp_path):
     process, _ = start_honcho(pgdata, tmp_path / "honcho-1.log")
     kill_everything(process, pgdata)
     # What the crash left: a postmaster.pid and pgserver's list of handles, all dead.
@@ -243,8 +241,7 @@ def test_after_a_crash_the_next_start_is_clean(tmp_path):
 
 
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL replaces the embedded server")
-def test_a_mode_killed_before_it_could_stop_the_database_is_covered_by_the_reaper(tmp_path):
-    pgdata = tmp_path / "pgdata"
+def test_a_mode_killed_before_it_could_stop_the_database_is_covered_by_the_reaper(pgdata, tmp_path):
     process, _ = start_honcho(pgdata, tmp_path / "honcho.log")
     # What honcho does to a mode still stopping 5 s after Ctrl-C: SIGKILL, so no atexit runs.
     masters = []
