@@ -297,6 +297,10 @@ def _apply_max_connections(server, pgdata, wanted, log):
     """
     import psycopg2
 
+    settings = pgdata / SETTINGS_FILE
+    lines = "" if wanted is None else f"max_connections = {wanted}\n"
+    if not lines and not (settings.exists() and settings.read_text()):
+        return  # PostgreSQL's own value, as on every start before: nothing to check at start-up
     pgserver = _pgserver()
     user = "pgserver" if os.geteuid() == 0 else None
     conf = pgdata / "postgresql.conf"
@@ -304,7 +308,7 @@ def _apply_max_connections(server, pgdata, wanted, log):
     if include not in conf.read_text():
         with conf.open("a") as out:
             out.write(f"\n# pool-lab's settings (PG_MAX_CONNECTIONS)\n{include}\n")
-    (pgdata / SETTINGS_FILE).write_text("" if wanted is None else f"max_connections = {wanted}\n")
+    settings.write_text(lines)
     configured = pgserver.postgres(["-C", "max_connections"], pgdata=pgdata, user=user).strip()
     # pgserver's URL leaves the port to libpq's default, which a server started on another lacks.
     port = server.get_postmaster_info().port
