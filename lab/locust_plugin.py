@@ -102,11 +102,12 @@ class LabRun:
         self.server_timings = []
         self.warnings = []
         self.facts = fetch_facts(environment.host)
+        # What each request sleeps: the option, else the server's default (unknown without /pool).
+        self.sleep = float(seconds) if seconds else (self.facts or {}).get("sleep_seconds")
         if self.behaviour == "burst":
             # A connection still held by an earlier client would skew the waves.
             self.wait_until_idle(environment.host, patience)
-            self.memory_samples, self.sampler = [], gevent.spawn(self.sample_memory, float(seconds or 0) or (
-                (self.facts or {}).get("sleep_seconds") or 0))
+            self.memory_sample, self.sampler = None, gevent.spawn(self.sample_memory)
         if not self.csv_prefix and self.facts:
             # A web UI run: its files must not overwrite the last run's.
             self.prefix = Path(f"{DEFAULT_PREFIX}-{self.facts['mode']}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -123,7 +124,7 @@ class LabRun:
                                  f"burst began, still after {patience:g} s (--idle-wait): an earlier client's requests")
             log.warning("pool-lab: %s", self.warnings[-1])
 
-    def sample_memory(self, sleep):
+    def sample_memory(self):
         """Sample PostgreSQL's client backends halfway through the postgres burst's first wave, when
         its connections are all open and sleeping (if the database runs on this machine).
 
@@ -132,10 +133,8 @@ class LabRun:
         """
         postmaster = ((self.facts or {}).get("db") or {}).get("postmaster_pid")
         self.burst.wait_begun("postgres")
-        gevent.sleep(sleep / 2)
-        sample = memory.sample_backends(postmaster)
-        if sample is not None:
-            self.memory_samples.append((round(sleep / 2, 3), sample))
+        gevent.sleep((self.sleep or 0) / 2)
+        self.memory_sample = memory.sample_backends(postmaster)
 
     def on_request(self, name, start_time, response_time, response, exception, **kwargs):
         """Keep the server's timestamps of each answer, for splitting its time by part."""
@@ -202,15 +201,14 @@ class LabRun:
         if not completions and not self.burst.sent:
             print("pool-lab: no request was answered", flush=True)
             return
-        sleep = float(self.query["seconds"]) if self.query else (self.facts or {}).get("sleep_seconds")
-        summaries = report.summarize(completions, sleep, self.facts, sent=dict(self.burst.sent))
+        summaries = report.summarize(completions, self.sleep, self.facts, sent=dict(self.burst.sent))
         self.waves_csv = f"{self.prefix}_waves.csv"
         report.write_waves_csv(self.waves_csv, summaries, self.warnings, never_began)
         report.write_server_timings(f"{self.prefix}_server_timing.csv", self.server_timings)
-        peak = max((sample for _, sample in self.memory_samples), key=lambda s: s.backends, default=None)
-        costs = report.connection_costs(self.server_timings, peak, None if self.memory_samples else (
+        costs = report.connection_costs(self.server_timings, self.memory_sample, None if self.memory_sample else (
             "cannot be sampled: the database does not run on this machine (or /db did not answer)"))
-        memory.write_samples(f"{self.prefix}_memory.csv", self.memory_samples)
+        if self.memory_sample:
+            memory.write_sample(f"{self.prefix}_memory.csv", (self.sleep or 0) / 2, self.memory_sample)
         report.write_result(f"{self.prefix}_result.json", self.facts, summaries, completions, costs)
         self.waves_rows = report.waves_tab_rows(summaries, self.facts, self.warnings, never_began)
         print("\n".join([report.format_summary(summaries, self.facts, self.warnings, never_began),

@@ -38,8 +38,8 @@ def sample_backends(postmaster_pid):
     return Sample(backends, uss / MIB, pss / MIB)
 
 
-def write_samples(path, samples):
-    """The samples of one burst: seconds from its start, client backends, their USS and PSS in MiB."""
+def write_sample(path, at, sample):
+    """A burst's sample: seconds into the postgres burst, client backends, their USS and PSS in MiB."""
     with open(path, "w", encoding="utf-8") as out:
         out.write("seconds,backends,uss_mib,pss_mib\n")
-        out.writelines(f"{at},{s.backends},{s.uss_mib:.2f},{s.pss_mib:.2f}\n" for at, s in samples)
+        out.write(f"{at:g},{sample.backends},{sample.uss_mib:.2f},{sample.pss_mib:.2f}\n")
