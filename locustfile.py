@@ -47,14 +47,13 @@ class SleepUser(FastHttpUser):
 
     def sleep_request(self):
         if lab.behaviour == "burst":
-            lab.burst.wait_turn(self.endpoint)
+            lab.gates.wait_turn(self.endpoint)
         path = f"/sleep/{self.endpoint}/"
         with self.client.get(path, params=lab.query, name=path, catch_response=True) as response:
             if response.status_code != 200:
                 response.failure(report.failure_message(response.status_code, response.text))
         if lab.behaviour == "burst":
-            lab.burst.answered(self.endpoint)
-            lab.burst.rest()
+            lab.gates.rest()
 
 
 class PythonSleepUser(SleepUser):

@@ -1,7 +1,13 @@
 """The lab's part of a Locust run, as one object that registers its own listeners.
 
 Like locust.contrib.csv_request_logger.CsvRequestLogger: locustfile.py creates it once and
-calls register(environment) from its init listener; the users read `query` and `burst`.
+calls register(environment) from its init listener; the users read `query` and `gates`.
+
+One process, or Locust's distributed mode (--processes, --master/--worker): the processes
+that run users (a single one, or the workers) keep each burst request's record and hand
+it to the one that reports (itself, or the master, with Locust's own messages, as in
+examples/custom_messages.py); the reporting one decides the burst's order, writes every
+file and prints the summary. A worker writes nothing.
 """
 
 import json
@@ -9,15 +15,19 @@ import logging
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import gevent
+import locust.runners
 import locust.stats
 from locust.contrib.csv_request_logger import CsvRequestLogger
+from locust.event import EventHook
+from locust.runners import MasterRunner, WorkerRunner
 
 from server.params import BadParameter, seconds_option
 
 from . import memory, report
-from .burst import Burst
+from .burst import Burst, Gates
 
 # Where the per-request log goes when no --csv prefix is given (web UI runs); each web UI
 # burst then writes its own waves, timings and result under a prefix with its mode and time.
@@ -26,6 +36,13 @@ DEFAULT_PREFIX = "reports/webui"
 WAVES_TAB = (("endpoint", "Endpoint"), ("requests", "Answered"), ("waves", "Waves"), ("predicted", "Predicted"),
              ("total_s", "Total (s)"), ("ideal_s", "Ideal (s)"), ("ratio", "Measured/ideal"),
              ("failures", "Failures by cause"), ("note", "Note"))
+
+# Locust messages between the master and its workers.
+OPEN_GATE = "pool-lab:open-gate"  # master -> workers: an endpoint's users send now
+ANSWERS = "pool-lab:answers"  # a worker -> master: records of answered burst requests
+# How often a worker hands over the answers of an endpoint it has not finished (progress,
+# and what a stopped run still reports); an endpoint's last answer goes at once.
+ANSWERS_INTERVAL = 1.0
 
 log = logging.getLogger("pool-lab")
 
@@ -45,16 +62,26 @@ def fetch_facts(host):
     return {**facts["/pool"], "db": facts.get("/db")}
 
 
-class BurstRequestLog(CsvRequestLogger):
-    """Locust's per-request log, kept during bursts only: a steady run may send millions."""
-
-    def __init__(self, filepath, lab):
-        super().__init__(filepath)
-        self.lab = lab
-
-    def _on_request(self, **kwargs):
-        if self.lab.behaviour == "burst":
-            super()._on_request(**kwargs)
+def answer_record(request_type, name, response_time, response_length, response=None, exception=None,
+                  start_time=None, **kwargs):
+    """One answered request as plain data (Locust's messages carry msgpack): the request event's
+    fields for the request log, and the server's timestamps from the answer, for the timings."""
+    status_code = getattr(response, "status_code", 0) or 0
+    record = {"request_type": request_type, "name": name, "response_time": response_time,
+              "response_length": response_length, "start_time": start_time, "status_code": status_code,
+              "exception": str(exception) if exception else None, "timing": None}
+    if exception or response is None:
+        return record
+    try:
+        answer = json.loads(response.text)
+        record["timing"] = {
+            "endpoint": report.endpoint_of(name), "sent": start_time, "done": start_time + response_time / 1000,
+            "server_started": answer["started_at"], "server_finished": answer["finished_at"],
+            "pool_wait": answer.get("pool_wait", ""), "connect_seconds": answer.get("connect_seconds", ""),
+            "query_seconds": answer.get("query_seconds", "")}
+    except (TypeError, ValueError, KeyError):
+        pass
+    return record
 
 
 class LabRun:
@@ -64,27 +91,36 @@ class LabRun:
         self.environment = None
         self.behaviour = "steady"
         self.query = {}
-        self.burst = Burst(self._finish_burst)
+        self.gates = Gates()
+        self.burst = Burst(self._open_gate, self._finish_burst)
+        self.request_log = None
+        self.hand_over = None  # a worker's greenlet that hands over answers every ANSWERS_INTERVAL
         self.reported = True
         self.waves_rows = []  # the last burst, for the web UI's Waves tab
         self.waves_csv = None
 
     def register(self, environment):
-        """Start the per-request log next to Locust's own CSV files and listen to the run's events."""
+        """Listen to the run's events as this process's part requires: users, report, or both."""
         self.environment = environment
-        options = environment.parsed_options
-        self.csv_prefix = options.csv_prefix if options else None
-        self.prefix = Path(self.csv_prefix or DEFAULT_PREFIX)
-        self.prefix.parent.mkdir(parents=True, exist_ok=True)
-        self.request_log = BurstRequestLog(f"{self.prefix}_requests.csv", self)
-        self.request_log.register(environment)
+        runner = environment.runner
+        self.runs_users = not isinstance(runner, MasterRunner)
+        self.reports = not isinstance(runner, WorkerRunner)
         events = environment.events
         events.test_start.add_listener(self.on_test_start)
-        events.request.add_listener(self.on_request)
-        events.spawning_complete.add_listener(self.on_spawning_complete)
         events.test_stop.add_listener(self.on_test_stop)
-        if environment.web_ui:
-            self.extend_web_ui(environment.web_ui)
+        if self.runs_users:
+            events.request.add_listener(self.on_request)
+        if isinstance(runner, WorkerRunner):
+            runner.register_message(OPEN_GATE, lambda msg, **kwargs: self._open_gate_here(msg.data))
+        if isinstance(runner, MasterRunner):
+            runner.register_message(ANSWERS, lambda msg, **kwargs: self._take_answers(msg.data))
+        if self.reports:
+            options = environment.parsed_options
+            self.csv_prefix = options.csv_prefix if options else None
+            self.prefix = Path(self.csv_prefix or DEFAULT_PREFIX)
+            events.spawning_complete.add_listener(self.on_spawning_complete)
+            if environment.web_ui:
+                self.extend_web_ui(environment.web_ui)
 
     def on_test_start(self, environment, **kwargs):
         options = environment.parsed_options
@@ -98,6 +134,13 @@ class LabRun:
             return
         self.behaviour = options.behaviour
         self.query = {"seconds": seconds} if seconds else {}
+        if self.runs_users:
+            self.gates.reset()
+            self.left, self.unsent = {}, []
+            if not self.reports:
+                self.hand_over = gevent.spawn(self._hand_over_every, ANSWERS_INTERVAL)
+        if not self.reports:
+            return
         self.started = time.time()
         self.server_timings = []
         self.warnings = []
@@ -111,8 +154,20 @@ class LabRun:
         if not self.csv_prefix and self.facts:
             # A web UI run: its files must not overwrite the last run's.
             self.prefix = Path(f"{DEFAULT_PREFIX}-{self.facts['mode']}-{time.strftime('%Y%m%d-%H%M%S')}")
+        self.open_request_log()
         self.burst.reset()
         self.reported = False
+
+    def open_request_log(self):
+        """Locust's per-request log of this run's burst, fed with every process's answers."""
+        if self.request_log:
+            self.request_log.close()
+        self.prefix.parent.mkdir(parents=True, exist_ok=True)
+        self.request_log = CsvRequestLogger(f"{self.prefix}_requests.csv")
+        # The logger listens to a request event of its own: the answers, wherever they were sent from.
+        self.answers = EventHook()
+        self.request_log.register(SimpleNamespace(events=SimpleNamespace(
+            request=self.answers, quitting=self.environment.events.quitting)))
 
     def wait_until_idle(self, host, patience):
         deadline = time.monotonic() + patience
@@ -136,27 +191,83 @@ class LabRun:
         gevent.sleep((self.sleep or 0) / 2)
         self.memory_sample = memory.sample_backends(postmaster)
 
-    def on_request(self, name, start_time, response_time, response, exception, **kwargs):
-        """Keep the server's timestamps of each answer, for splitting its time by part."""
-        # Burst runs only: a steady run may answer millions, which the timings have no use for.
-        if exception or response is None or self.behaviour != "burst":
+    # The users' side, in every process that runs users.
+
+    def _open_gate_here(self, endpoint):
+        counts = self.environment.runner.user_classes_count
+        self.left[endpoint] = sum(counts.get(cls.__name__, 0) for cls in self.environment.user_classes
+                                  if cls.endpoint == endpoint and cls.tasks)
+        self.gates.open(endpoint)
+
+    def on_request(self, name, **kwargs):
+        """Keep each burst request's record until it goes to the reporting process."""
+        # Burst runs only: a steady run may answer millions, which the waves have no use for.
+        if self.behaviour != "burst":
             return
-        try:
-            answer = json.loads(response.text)
-            self.server_timings.append({
-                "endpoint": report.endpoint_of(name), "sent": start_time, "done": start_time + response_time / 1000,
-                "server_started": answer["started_at"], "server_finished": answer["finished_at"],
-                "pool_wait": answer.get("pool_wait", ""), "connect_seconds": answer.get("connect_seconds", ""),
-                "query_seconds": answer.get("query_seconds", "")})
-        except (TypeError, ValueError, KeyError):
-            pass
+        endpoint = report.endpoint_of(name)
+        self.unsent.append(answer_record(name=name, **kwargs))
+        self.left[endpoint] = self.left.get(endpoint, 0) - 1
+        if self.reports or self.left[endpoint] == 0:
+            self._hand_over()
+
+    def _hand_over(self):
+        records, self.unsent = self.unsent, []
+        if not records:
+            return
+        if self.reports:
+            self._take_answers(records)
+        else:
+            self.environment.runner.send_message(ANSWERS, records)
+
+    def _hand_over_every(self, seconds):
+        while True:
+            gevent.sleep(seconds)
+            self._hand_over()
+
+    # The reporting side: one process, or the master.
+
+    def _take_answers(self, records):
+        if self.reported:
+            return  # a worker's late answers of a run already reported
+        for record in records:
+            self.answers.fire(**{**record, "response": SimpleNamespace(status_code=record["status_code"])})
+            if record["timing"]:
+                self.server_timings.append(record["timing"])
+            self.burst.answered(report.endpoint_of(record["name"]))
+
+    def _open_gate(self, endpoint):
+        if isinstance(self.environment.runner, MasterRunner):
+            self.environment.runner.send_message(OPEN_GATE, endpoint)
+        else:
+            self._open_gate_here(endpoint)
 
     def on_spawning_complete(self, user_count, **kwargs):
         if self.behaviour != "burst":
             return
-        counts = self.environment.runner.user_classes_count
+        runner = self.environment.runner
+        if isinstance(runner, MasterRunner):
+            gevent.spawn(self._begin_when_reported, runner)
+        else:
+            self._begin(runner.target_user_classes_count)
+
+    def _begin_when_reported(self, runner):
+        # The master fires spawning_complete after waiting at most a second for the workers'
+        # reports: the burst waits for every worker to have spawned its users.
+        target = dict(runner.target_user_classes_count)
+        waited = 0.0
+        while any(runner.reported_user_classes_count.get(name, 0) != n for name, n in target.items()):
+            if runner.state not in ("spawning", "running"):
+                return
+            gevent.sleep(0.05)
+            waited += 0.05
+            if round(waited, 2) == 10:
+                log.warning("pool-lab: the burst waits for every worker to report its users spawned "
+                            "(%s of %s so far)", dict(runner.reported_user_classes_count), target)
+        self._begin(target)
+
+    def _begin(self, users_per_class):
         # A class left without tasks by --tags spawns users that never send: don't wait for them.
-        self.burst.begin({cls.endpoint: counts.get(cls.__name__, 0) if cls.tasks else 0
+        self.burst.begin({cls.endpoint: users_per_class.get(cls.__name__, 0) if cls.tasks else 0
                           for cls in self.environment.user_classes})
 
     def _finish_burst(self):
@@ -177,10 +288,26 @@ class LabRun:
             self.environment.runner.stop()
 
     def on_test_stop(self, environment, **kwargs):
+        if self.hand_over:
+            # What a stopped worker still holds: the master's stop waits for its workers, so it arrives.
+            self.hand_over.kill(block=False)
+            self.hand_over = None
+            self._hand_over()
+        if not self.reports:
+            return
         if self.behaviour == "burst":
             self.report_burst()  # at once if the run stopped before its burst was done
+        elif not isinstance(environment.runner, MasterRunner):
+            self.print_steady_summary()
+        elif environment.parsed_options.headless:
+            # The workers send their last statistics when told to quit, after this event.
+            environment.events.quitting.add_listener(self.print_steady_summary)
         else:
-            print(f"pool-lab steady run (waves are measured in burst runs)\n{self.steady_summary()}", flush=True)
+            # A stopped worker sends its statistics on its next report, at most this late.
+            gevent.spawn_later(locust.runners.WORKER_REPORT_INTERVAL + 0.5, self.print_steady_summary)
+
+    def print_steady_summary(self, **kwargs):
+        print(f"pool-lab steady run (waves are measured in burst runs)\n{self.steady_summary()}", flush=True)
 
     def steady_summary(self):
         lines = []
@@ -196,7 +323,8 @@ class LabRun:
             return
         self.reported = True
         self.sampler.kill()
-        completions = report.read_request_log(self.request_log.filepath, since=self.started)
+        self.request_log.close()
+        completions = report.read_request_log(self.request_log.filepath)
         never_began = self.burst.never_began()
         if not completions and not self.burst.sent:
             print("pool-lab: no request was answered", flush=True)

@@ -48,8 +48,8 @@ def classify_failure(status_code, exception):
     return "other"
 
 
-def read_request_log(path, since=0.0):
-    """Return {endpoint: [Completion]} for requests sent at or after `since` (Unix time).
+def read_request_log(path):
+    """Return {endpoint: [Completion]}: every answered request of one burst's log.
 
     Each completion is timed from the first request of its endpoint: that is when its burst began.
     """
@@ -57,7 +57,7 @@ def read_request_log(path, since=0.0):
     with open(path, newline="", encoding="utf-8") as log:
         for row in csv.DictReader(log):
             sent = float(row["timestamp"])
-            if sent < since or not row["response_time_ms"]:
+            if not row["response_time_ms"]:
                 continue
             finished = sent + float(row["response_time_ms"]) / 1000
             failure = classify_failure(row["status_code"], row["exception"])
