@@ -7,6 +7,7 @@ name that matches a setting as one ("config" is a setting too): import with care
 import os
 import sys
 
+from lab.kernel import somaxconn
 from server.config import ConfigError, load as load_settings
 
 try:
@@ -29,6 +30,9 @@ timeout = int(settings["MAX_SLEEP_SECONDS"]) + 30
 graceful_timeout = int(settings["MAX_SLEEP_SECONDS"]) + 5
 # Several masters run at once; they would all claim the same default control socket path.
 control_socket_disable = True
+# The kernel caps every listen queue at net.core.somaxconn: ask for all of it (Gunicorn's default
+# is 2048), so a burst's connections wait in the queue, not for a SYN retry a second later.
+backlog = somaxconn() or 2048
 
 
 def on_starting(server):

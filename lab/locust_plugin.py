@@ -13,6 +13,7 @@ file and prints the summary. A worker writes nothing.
 import json
 import logging
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +27,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from server.params import BadParameter, seconds_option
 
-from . import memory, report
+from . import kernel, memory, report
 from .burst import Burst, Gates
 
 # Where the per-request log goes when no --csv prefix is given (web UI runs); each web UI
@@ -94,6 +95,7 @@ class LabRun:
         self.gates = Gates()
         self.burst = Burst(self._open_gate, self._finish_burst)
         self.request_log = None
+        self.overflows_before = None  # the kernel's ListenOverflows when the burst began, if it counts here
         self.hand_over = None  # a worker's greenlet that hands over answers every ANSWERS_INTERVAL
         self.reported = True
         self.waves_rows = []  # the last burst, for the web UI's Waves tab
@@ -151,6 +153,9 @@ class LabRun:
             # A connection still held by an earlier client would skew the waves.
             self.wait_until_idle(environment.host, patience)
             self.memory_sample, self.sampler = None, gevent.spawn(self.sample_memory)
+            # The kernel's count is this machine's: it tells about a server on this machine only.
+            local = urllib.parse.urlsplit(environment.host).hostname in ("127.0.0.1", "localhost", "::1")
+            self.overflows_before = kernel.listen_overflows() if local else None
         if not self.csv_prefix and self.facts:
             # A web UI run: its files must not overwrite the last run's.
             self.prefix = Path(f"{DEFAULT_PREFIX}-{self.facts['mode']}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -333,8 +338,12 @@ class LabRun:
         self.waves_csv = f"{self.prefix}_waves.csv"
         report.write_waves_csv(self.waves_csv, summaries, self.warnings, never_began)
         report.write_server_timings(f"{self.prefix}_server_timing.csv", self.server_timings)
-        costs = report.connection_costs(self.server_timings, self.memory_sample, None if self.memory_sample else (
+        costs = report.connection_costs(self.server_timings, self.memory_sample, None if (
+            self.memory_sample or not self.burst.sent["postgres"]) else (
             "cannot be sampled: the database does not run on this machine (or /db did not answer)"))
+        if self.overflows_before is not None:
+            costs["listen_overflows"] = kernel.listen_overflows() - self.overflows_before
+            costs["somaxconn"] = kernel.somaxconn()
         if self.memory_sample:
             memory.write_sample(f"{self.prefix}_memory.csv", (self.sleep or 0) / 2, self.memory_sample)
         report.write_result(f"{self.prefix}_result.json", self.facts, summaries, completions, costs)

@@ -192,6 +192,10 @@ def format_costs(costs):
                      f"with their share of shared memory, PSS), {costs['uss_mib']} MiB USS in all")
     elif "memory" in costs:
         lines.append(f"memory: {costs['memory']}")
+    if costs.get("listen_overflows"):
+        lines.append(f"WARNING: the kernel turned away {costs['listen_overflows']} connection attempts during the "
+                     f"burst, its listen queue full (machine-wide ListenOverflows; a server's backlog is capped by "
+                     f"net.core.somaxconn = {costs['somaxconn']}): each waited for its client's SYN retry, 1 s or more")
     return lines
 
 
