@@ -259,15 +259,15 @@ class LabRun:
         # The master fires spawning_complete after waiting at most a second for the workers'
         # reports: the burst waits for every worker to have spawned its users.
         target = dict(runner.target_user_classes_count)
-        waited = 0.0
+        warn_at = time.monotonic() + 10
         while any(runner.reported_user_classes_count.get(name, 0) != n for name, n in target.items()):
             if runner.state not in ("spawning", "running"):
                 return
-            gevent.sleep(0.05)
-            waited += 0.05
-            if round(waited, 2) == 10:
-                log.warning("pool-lab: the burst waits for every worker to report its users spawned "
+            if warn_at and time.monotonic() > warn_at:
+                warn_at = None
+                log.warning("pool-lab: the burst still waits for every worker to report its users spawned "
                             "(%s of %s so far)", dict(runner.reported_user_classes_count), target)
+            gevent.sleep(0.05)
         self._begin(target)
 
     def _begin(self, users_per_class):
