@@ -18,8 +18,8 @@ except ConfigError as error:
 wsgi_app = "server:create_app()"
 # Overridden per mode by -b in the Procfile; set here so Gunicorn never falls back to 0.0.0.0:$PORT.
 bind = ["127.0.0.1:8000"]
-# One worker per mode, like the original: the lab shows what a single worker can overlap.
-workers = 1
+# WEB_CONCURRENCY, checked by the lab (1 by default, like the original: what one worker overlaps).
+workers = settings["WEB_CONCURRENCY"]
 # Must stay off: with gevent, the pool's locks have to be created after the worker's monkey patching.
 preload_app = False
 # The sync worker reports to the master only between requests, so one request may hold it silent
