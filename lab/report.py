@@ -116,6 +116,7 @@ class Spread:
     counts: tuple[int, ...]  # requests each worker that served answered, most first
     even_total: float  # the best case: the same answers spread evenly, in waves of workers x per-worker limit
     spread_total: float  # this spread: each worker alone, ceil(n / per-worker limit) waves; the slowest decides
+    wave_sizes: tuple[int, ...] = ()  # the waves this spread predicts: each worker's waves, added up wave by wave
 
     @property
     def uneven(self):
@@ -132,9 +133,13 @@ def worker_spread(endpoint, served_by, sleep, facts):
         return None
     per_worker = min(limit for limit, _ in limits(endpoint, {**facts, "workers": 1}))
     answered = sum(served_by.values())
+    waves = [0] * max(math.ceil(count / per_worker) for count in served_by.values())
+    for count in served_by.values():
+        for wave in range(math.ceil(count / per_worker)):
+            waves[wave] += min(per_worker, count - wave * per_worker)
     return Spread(counts=tuple(sorted(served_by.values(), reverse=True)),
                   even_total=math.ceil(answered / (per_worker * facts["workers"])) * sleep,
-                  spread_total=max(math.ceil(count / per_worker) for count in served_by.values()) * sleep)
+                  spread_total=len(waves) * sleep, wave_sizes=tuple(waves))
 
 
 def summarize(completions, sleep=None, facts=None, sent=None, timings=()):
@@ -177,6 +182,8 @@ def uneven_cause(summary, facts, warnings):
     if warnings:
         return "the server was busy when the burst began (see the warning)"
     spread = worker_spread(summary.endpoint, summary.served_by, summary.prediction.sleep, facts)
+    if spread and facts["workers"] > 1 and tuple(w.size for w in summary.waves) == spread.wave_sizes:
+        return "the workers' spread of the requests, which predicts exactly these waves: see 'served by'"
     if spread and spread.uneven:
         return "the workers' uneven spread of the requests: see 'served by'"
     limited_by_pool = summary.endpoint == "postgres" and summary.prediction.wave_sizes[0] == facts["pool_limit"]

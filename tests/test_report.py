@@ -106,6 +106,8 @@ def test_a_workers_spread_costs_what_its_busiest_worker_needs():
     assert (even.counts, even.even_total, even.spread_total, even.uneven) == ((50, 50), 10.0, 10.0, False)
     skewed = report.worker_spread("postgres", {101: 39, 102: 61}, 1.0, TWO_WORKERS)
     assert (skewed.counts, skewed.even_total, skewed.spread_total, skewed.uneven) == ((61, 39), 10.0, 13.0, True)
+    # Each worker's waves of 5, added up: 39 = 7 x 5 + 4 beside 61 = 12 x 5 + 1.
+    assert skewed.wave_sizes == (10,) * 7 + (9,) + (5,) * 4 + (1,)
     # One request past a wave boundary costs a whole wave: 51 take 11 waves of 5, the 100 evenly 10.
     assert report.worker_spread("postgres", {101: 51, 102: 49}, 1.0, TWO_WORKERS).spread_total == 11.0
     alone = report.worker_spread("postgres", {101: 10}, 0.5, TWO_WORKERS)
@@ -141,6 +143,16 @@ def test_the_summary_names_the_spread_and_flags_it_when_it_costs():
     assert "UNEVEN" not in text
     [alone], _ = postgres_burst([10])
     assert "served by 1 of 2 workers: 10 requests" in report.format_summary([alone], TWO_WORKERS)
+    # A spread that costs no time may still shape the waves (measured: 59 + 41 on two pools of 15, 1 s sleeps).
+    fifteen = {**facts("green", pool_size=15, max_overflow=0), "workers": 2}
+    timings = [{"endpoint": "postgres", "pid": 101}] * 59 + [{"endpoint": "postgres", "pid": 102}] * 41
+    completions = {"postgres": [report.Completion("postgres", wave + 1.0, None)
+                                for wave, size in enumerate((30, 30, 26, 14)) for _ in range(size)]}
+    [shaped] = report.summarize(completions, 1.0, fifteen, timings=timings)
+    text = report.format_summary([shaped], fifteen)
+    assert "served by 2 workers: 59 + 41 requests; an even spread predicts 4.00 s, this spread 4.00 s" in text
+    assert "UNEVEN: the waves differ from the prediction (the workers' spread of the requests, which predicts " \
+           "exactly these waves: see 'served by')" in text and "UNEVEN SPREAD" not in text
     # One worker, as every mode runs by default: nothing to say.
     one = facts("green", pool_size=5, max_overflow=0)
     _, completions = postgres_burst([10])
