@@ -4,6 +4,7 @@ Gunicorn reads this file from the working directory by itself, and treats every 
 name that matches a setting as one ("config" is a setting too): import with care.
 """
 
+import json
 import os
 import sys
 
@@ -19,8 +20,8 @@ except ConfigError as error:
 wsgi_app = "server:create_app()"
 # Overridden per mode by -b in the Procfile; set here so Gunicorn never falls back to 0.0.0.0:$PORT.
 bind = ["127.0.0.1:8000"]
-# One worker per mode, like the original: the lab shows what a single worker can overlap.
-workers = 1
+# WEB_CONCURRENCY, checked by the lab (1 by default, like the original: what one worker overlaps).
+workers = settings["WEB_CONCURRENCY"]
 # Must stay off: with gevent, the pool's locks have to be created after the worker's monkey patching.
 preload_app = False
 # The sync worker reports to the master only between requests, so one request may hold it silent
@@ -58,16 +59,39 @@ def on_starting(server):
                                                            log=server.log.warning)
     except embedded.StartError as error:
         sys.exit(f"pool-lab: {error}")
-    # Run as a child, so the master never imports the app before its workers patch with gevent.
+    # Run as a child, so the master never imports the app before its workers patch with gevent;
+    # the same child reports the database's ceiling, for the sizing check.
     seeded = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "server", "init-db", "--if-empty"],
+        [sys.executable, "-m", "flask", "--app", "server", "init-db", "--if-empty", "--facts"],
         capture_output=True, text=True,
     )
     if seeded.returncode != 0:
         # init-db ends a failure with one "Error: <the database's own words>" line (Click's form).
         last_line = (seeded.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("Error: ")
         sys.exit(f"pool-lab: could not prepare the todo table: {last_line}")
-    server.log.info(seeded.stdout.strip())
+    ready, facts = seeded.stdout.strip().splitlines()[-2:]
+    server.log.info(ready)
+    oversized = pools_past_the_ceiling(server.cfg.workers, json.loads(facts))
+    if oversized:
+        server.log.warning("pool-lab: %s", oversized)
+
+
+def pools_past_the_ceiling(workers, facts):
+    """Why the workers' pools together may ask PostgreSQL for more connections than it accepts, or None.
+
+    `facts` are /db's (server.db.database_facts). Each worker has a pool of its own; NullPool has no limit to check.
+    """
+    if settings["POOL_CLASS"] == "null":
+        return None
+    pool_size, max_overflow = settings["POOL_SIZE"], settings["MAX_OVERFLOW"]
+    most = workers * (pool_size + max_overflow)
+    if most <= facts["accepts"]:
+        return None
+    reserved = 0 if facts["superuser"] else facts["superuser_reserved_connections"]
+    return (f"{workers} workers x (pool_size {pool_size} + max_overflow {max_overflow}) = {most} connections at "
+            f"most, more than PostgreSQL accepts: max_connections {facts['max_connections']} - reserved {reserved} "
+            f"- open {facts['open_connections']} = {facts['accepts']}; a burst past {facts['accepts']} postgres "
+            f"requests gets 503 too_many_connections")
 
 
 def post_worker_init(worker):

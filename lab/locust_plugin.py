@@ -79,7 +79,7 @@ def answer_record(request_type, name, response_time, response_length, response=N
             "endpoint": report.endpoint_of(name), "sent": start_time, "done": start_time + response_time / 1000,
             "server_started": answer["started_at"], "server_finished": answer["finished_at"],
             "pool_wait": answer.get("pool_wait", ""), "connect_seconds": answer.get("connect_seconds", ""),
-            "query_seconds": answer.get("query_seconds", "")}
+            "query_seconds": answer.get("query_seconds", ""), "pid": answer["pid"]}
     except (TypeError, ValueError, KeyError):
         pass
     return record
@@ -334,7 +334,7 @@ class LabRun:
         if not completions and not self.burst.sent:
             print("pool-lab: no request was answered", flush=True)
             return
-        summaries = report.summarize(completions, self.sleep, self.facts, sent=dict(self.burst.sent))
+        summaries = report.summarize(completions, self.sleep, self.facts, dict(self.burst.sent), self.server_timings)
         self.waves_csv = f"{self.prefix}_waves.csv"
         report.write_waves_csv(self.waves_csv, summaries, self.warnings, never_began)
         report.write_server_timings(f"{self.prefix}_server_timing.csv", self.server_timings)

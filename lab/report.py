@@ -6,15 +6,16 @@ per request with the time it was sent, its response time, status and exception.
 
 import csv
 import json
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from .waves import ENDPOINTS, Completion, Prediction, Wave, group_waves, predict
+from .waves import ENDPOINTS, Completion, Prediction, Wave, group_waves, limits, predict
 
 FAILURE_CAUSES = ("pool_timeout", "too_many_connections", "database_unavailable", "connection_error", "other")
 WAVES_COLUMNS = ("endpoint", "wave", "size", "predicted_size", "first_s", "last_s", "failures", "note")
 SERVER_TIMING_COLUMNS = ("endpoint", "sent", "done", "server_started", "server_finished", "pool_wait", "connect_seconds",
-                         "query_seconds")
+                         "query_seconds", "pid")
 
 
 def endpoint_of(request_name):
@@ -80,6 +81,8 @@ class EndpointSummary:
     failures: Counter = field(default_factory=Counter)
     # Requests sent; more than `requests` (answered) when the run stopped with some in flight.
     sent: int = 0
+    # {worker pid: requests it answered}, from the answers that carry a pid (a failure's carries none).
+    served_by: dict = field(default_factory=dict)
 
     @property
     def in_flight(self):
@@ -101,18 +104,56 @@ class EndpointSummary:
         """The inverse of dataclasses.asdict, for a summary read back from a run's result file."""
         prediction = data["prediction"] and Prediction(**{**data["prediction"], "wave_sizes": tuple(
             data["prediction"]["wave_sizes"])})
+        # JSON made the pids strings; result files from before served_by have none.
+        served_by = {int(pid): count for pid, count in data.get("served_by", {}).items()}
         return cls(**{**data, "waves": [Wave(**wave) for wave in data["waves"]], "prediction": prediction,
-                      "failures": Counter(data["failures"])})
+                      "failures": Counter(data["failures"]), "served_by": served_by})
 
 
-def summarize(completions, sleep=None, facts=None, sent=None):
+@dataclass(frozen=True)
+class Spread:
+    """How one endpoint's answers were spread over the server's workers, and what that spread costs."""
+    counts: tuple[int, ...]  # requests each worker that served answered, most first
+    even_total: float  # the best case: the same answers spread evenly, in waves of workers x per-worker limit
+    spread_total: float  # this spread: each worker alone, ceil(n / per-worker limit) waves; the slowest decides
+    wave_sizes: tuple[int, ...] = ()  # the waves this spread predicts: each worker's waves, added up wave by wave
+
+    @property
+    def uneven(self):
+        return self.spread_total > self.even_total
+
+
+def worker_spread(endpoint, served_by, sleep, facts):
+    """The cost of how the kernel spread a burst's connections over the workers, or None without the facts.
+
+    Each worker runs its share alone, up to its own limit (limits() for one worker: its concurrency,
+    and for postgres its pool), so the busiest worker decides the total.
+    """
+    if not (served_by and facts and sleep is not None):
+        return None
+    per_worker = min(limit for limit, _ in limits(endpoint, {**facts, "workers": 1}))
+    answered = sum(served_by.values())
+    waves = [0] * max(math.ceil(count / per_worker) for count in served_by.values())
+    for count in served_by.values():
+        for wave in range(math.ceil(count / per_worker)):
+            waves[wave] += min(per_worker, count - wave * per_worker)
+    return Spread(counts=tuple(sorted(served_by.values(), reverse=True)),
+                  even_total=math.ceil(answered / (per_worker * facts["workers"])) * sleep,
+                  spread_total=len(waves) * sleep, wave_sizes=tuple(waves))
+
+
+def summarize(completions, sleep=None, facts=None, sent=None, timings=()):
     """One EndpointSummary per endpoint, in burst order.
 
     `sleep` (seconds per request) turns on wave grouping: a burst run. `facts`, the
     server's /pool answer, adds the prediction, made for the requests `sent` per endpoint
-    (by default, those answered).
+    (by default, those answered). `timings`, the server timing rows, say which worker served each.
     """
     sent = {**{e: len(done) for e, done in completions.items()}, **(sent or {})}
+    served_by = {}
+    for timing in timings:
+        if timing.get("pid"):
+            served_by.setdefault(timing["endpoint"], Counter())[timing["pid"]] += 1
     summaries = []
     for endpoint in sorted(sent, key=lambda e: (ENDPOINTS + (e,)).index(e)):
         done = completions.get(endpoint, [])
@@ -124,6 +165,7 @@ def summarize(completions, sleep=None, facts=None, sent=None):
             prediction=predict(endpoint, sent[endpoint], sleep, facts) if facts and sleep is not None else None,
             failures=Counter(c.failure for c in done if c.failure),
             sent=sent[endpoint],
+            served_by=dict(served_by.get(endpoint, {})),
         ))
     return summaries
 
@@ -139,6 +181,11 @@ def uneven_cause(summary, facts, warnings):
     """Why waves may differ from the prediction, named for the pool in use."""
     if warnings:
         return "the server was busy when the burst began (see the warning)"
+    spread = worker_spread(summary.endpoint, summary.served_by, summary.prediction.sleep, facts)
+    if spread and facts["workers"] > 1 and tuple(w.size for w in summary.waves) == spread.wave_sizes:
+        return "the workers' spread of the requests, which predicts exactly these waves: see 'served by'"
+    if spread and spread.uneven:
+        return "the workers' uneven spread of the requests: see 'served by'"
     limited_by_pool = summary.endpoint == "postgres" and summary.prediction.wave_sizes[0] == facts["pool_limit"]
     if limited_by_pool and facts["pool_class"].endswith(".QueuePool") and facts["max_overflow"] > 0:
         return "see the README, 'Uneven waves': QueuePool closes returned overflow connections"
@@ -251,6 +298,8 @@ def waves_tab_rows(summaries, facts, warnings=(), never_began=()):
         notes = [stopped.get(s.endpoint), *(f"WARNING: {w}" for w in warnings)]
         if s.uneven and s.ratio is not None:
             notes.append(f"UNEVEN: {uneven_cause(s, facts, warnings)}")
+        if s.prediction:
+            notes += [line.strip() for line in spread_lines(s, facts)]
         rows.append({"endpoint": s.endpoint, "requests": s.requests, "waves": _sizes(w.size for w in s.waves),
                      "predicted": _sizes(s.prediction.wave_sizes) if s.prediction else "unavailable",
                      "total_s": f"{s.total:.2f}", "ideal_s": f"{s.prediction.ideal_total:.2f}" if s.prediction else "",
@@ -259,6 +308,22 @@ def waves_tab_rows(summaries, facts, warnings=(), never_began=()):
                      "note": "; ".join(filter(None, notes))})
     return rows + [{"endpoint": endpoint, "requests": 0, "waves": "", "predicted": "", "total_s": "", "ideal_s": "",
                     "ratio": "", "failures": "", "note": stopped[endpoint]} for endpoint in never_began]
+
+
+def spread_lines(summary, facts):
+    """The summary's word on the workers' spread, for a server of several workers."""
+    spread = worker_spread(summary.endpoint, summary.served_by, summary.prediction.sleep, facts)
+    if not spread or (len(spread.counts) < 2 and facts["workers"] < 2):
+        return []
+    served = len(spread.counts)
+    if served != facts["workers"]:
+        served = f"{served} of {facts['workers']}"
+    lines = [f"  served by {served} workers: {' + '.join(map(str, spread.counts))} requests; an even "
+             f"spread predicts {spread.even_total:.2f} s, this spread {spread.spread_total:.2f} s"]
+    if spread.uneven:
+        lines.append(f"  UNEVEN SPREAD: the busiest worker's share costs "
+                     f"{spread.spread_total - spread.even_total:.2f} s over an even spread")
+    return lines
 
 
 def format_summary(summaries, facts=None, warnings=(), never_began=()):
@@ -296,6 +361,7 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
                              f"{s.failures['too_many_connections']} too_many_connections")
             if s.uneven and s.ratio is not None:
                 lines.append(f"  UNEVEN: the waves differ from the prediction ({uneven_cause(s, facts, warnings)})")
+            lines += spread_lines(s, facts)
         if s.failures:
             lines.append("  failures: " + ", ".join(f"{cause} {s.failures[cause]}"
                                                      for cause in FAILURE_CAUSES if s.failures[cause]))

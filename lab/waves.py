@@ -89,17 +89,23 @@ def predict(endpoint, requests, sleep, facts):
     """Predict a burst of `requests` sleeps of `sleep` seconds on one endpoint: waves of the tightest limit.
 
     With /db's facts (`facts["db"]`), the database's ceiling too: A, the connections it still
-    accepts. Without a pool limit every request opens a connection at once, so past A the
-    database refuses the rest at once; a pool limit above A is named as a risk.
+    accepts. When more than A requests open a connection at once (no pool limit, or W workers'
+    pools larger than A together), it takes A and refuses the rest at once; and requests waiting
+    for the pool are refused too, as each refused connect frees its pool slot at once while the
+    database stays full. A pool limit above A that this burst does not reach is named as a risk.
     """
     concurrency, reason = min(limits(endpoint, facts), key=lambda limit: limit[0])
     ceiling = facts.get("db") if endpoint == "postgres" else None
     if ceiling:
         accepts = ceiling["accepts"]
         where = f"max_connections {ceiling['max_connections']}, {ceiling['open_connections']} open"
-        if facts["pool_limit"] is None and min(requests, concurrency) > accepts:
+        if min(requests, concurrency) > accepts:
+            # With pools, the best case: the burst spread evenly, so every worker's pool asks at once.
+            pools = "" if facts["pool_limit"] is None else (
+                f" (spread evenly, {facts['workers']} workers' pools ask for up to {concurrency} at once)")
             return Prediction((requests - accepts, accepts), sleep, refused=requests - accepts, reason=(
-                f"the database's ceiling: it accepts {accepts} more connections ({where}) and refuses the rest"))
+                f"the database's ceiling: it accepts {accepts} more connections ({where}) and refuses the rest"
+                f"{pools}"))
         if facts["pool_limit"] is not None and facts["pool_limit"] * facts["workers"] > accepts:
             reason += f"; beyond the {accepts} connections the database accepts ({where}): expect refusals"
     full, rest = divmod(requests, concurrency)

@@ -1,5 +1,6 @@
 """The database: the Flask-SQLAlchemy extension, the original's Todo table, and init-db."""
 
+import json
 import threading
 import time
 
@@ -58,8 +59,10 @@ def init_db(reset=True):
 
 @click.command("init-db")
 @click.option("--if-empty", is_flag=True, help="Leave a table that already has rows as it is.")
+@click.option("--facts", is_flag=True, help="Then print what the database says of its ceiling (/db's facts) "
+                                            "as one more line, of JSON.")
 @with_appcontext
-def init_db_command(if_empty):
+def init_db_command(if_empty, facts):
     """Create the todo table and its seed rows (idempotent)."""
     from sqlalchemy.exc import DBAPIError
 
@@ -67,10 +70,16 @@ def init_db_command(if_empty):
 
     try:
         count = init_db(reset=not if_empty)
+        click.echo(f"todo table ready: {count} rows")
+        if facts:
+            # Gunicorn's master checks its pools against these; it may not connect itself (see gunicorn.conf.py).
+            # The pool's connection closed first, so only this one of ours counts as open.
+            db.session.remove()
+            db.engine.dispose()
+            click.echo(json.dumps(database_facts()))
     except DBAPIError as error:
         # One line that names the cause; Gunicorn's start-up shows it as it is.
         raise click.ClickException(database_cause(error)) from None
-    click.echo(f"todo table ready: {count} rows")
 
 
 def timed_connect(dialect, connection_record, cargs, cparams):

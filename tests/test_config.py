@@ -12,6 +12,7 @@ def test_defaults_match_the_original():
     assert (settings["SLEEP_SECONDS"], settings["MAX_SLEEP_SECONDS"]) == (5.0, 60.0)
     assert settings["DATABASE_URL"] is None and settings["PSYCOGREEN"] is False
     assert (settings["DRIVER"], settings["THREADS"]) == ("psycopg2", 8)
+    assert settings["WEB_CONCURRENCY"] == 1  # one worker per mode, as in the original
 
 
 @pytest.mark.parametrize("environ, words", [
@@ -32,6 +33,8 @@ def test_defaults_match_the_original():
      r"must be a postgresql:// URL for psycopg \(DRIVER\), got postgresql\+psycopg2://"),
     ({"THREADS": "many"}, "THREADS must be a whole number"),
     ({"THREADS": "0"}, "THREADS must be at least 1"),
+    ({"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY must be a whole number, got 'abc'"),
+    ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be at least 1, got 0"),
 ])
 def test_bad_settings_raise_one_clear_message(environ, words):
     with pytest.raises(ConfigError, match=words):

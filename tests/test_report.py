@@ -94,3 +94,78 @@ def test_a_burst_stopped_early_says_what_was_sent_answered_and_never_began(tmp_p
         notes = [(row["endpoint"], row["size"], row["note"]) for row in csv.DictReader(waves) if row["note"]]
     assert notes == [("python", "2", "STOPPED EARLY: 5 sent, 3 answered, 2 still in flight"),
                      ("postgres", "0", "STOPPED EARLY: never began (the run stopped first)")]
+
+
+TWO_WORKERS = {**facts("green", pool_size=5, max_overflow=0), "workers": 2}
+
+
+def test_a_workers_spread_costs_what_its_busiest_worker_needs():
+    # Each worker runs its share alone, in waves of its own pool (5): the busiest decides.
+    even = report.worker_spread("postgres", {101: 50, 102: 50}, 1.0, TWO_WORKERS)
+    assert (even.counts, even.even_total, even.spread_total, even.uneven) == ((50, 50), 10.0, 10.0, False)
+    skewed = report.worker_spread("postgres", {101: 39, 102: 61}, 1.0, TWO_WORKERS)
+    assert (skewed.counts, skewed.even_total, skewed.spread_total, skewed.uneven) == ((61, 39), 10.0, 13.0, True)
+    # Each worker's waves of 5, added up: 39 = 7 x 5 + 4 beside 61 = 12 x 5 + 1.
+    assert skewed.wave_sizes == (10,) * 7 + (9,) + (5,) * 4 + (1,)
+    # One request past a wave boundary costs a whole wave: 51 take 11 waves of 5, the 100 evenly 10.
+    assert report.worker_spread("postgres", {101: 51, 102: 49}, 1.0, TWO_WORKERS).spread_total == 11.0
+    alone = report.worker_spread("postgres", {101: 10}, 0.5, TWO_WORKERS)
+    assert (alone.even_total, alone.spread_total, alone.uneven) == (0.5, 1.0, True)
+    # python: a gevent worker runs 1000 at once, so any spread of 100 is one wave.
+    assert not report.worker_spread("python", {101: 90, 102: 10}, 1.0, TWO_WORKERS).uneven
+    # A query that does not yield makes each worker serial: waves of 1 per worker.
+    blocking = {**TWO_WORKERS, "query_yields": False}
+    assert report.worker_spread("postgres", {101: 3, 102: 1}, 1.0, blocking).spread_total == 3.0
+    assert report.worker_spread("postgres", {}, 1.0, TWO_WORKERS) is None
+    assert report.worker_spread("postgres", {101: 1}, 1.0, None) is None
+
+
+def postgres_burst(counts, sleep=1.0):
+    """A burst's summary whose answers came from workers 101, 102, ... `counts` of them each."""
+    timings = [{"endpoint": "postgres", "pid": 101 + worker} for worker, count in enumerate(counts)
+               for _ in range(count)]
+    completions = {"postgres": [report.Completion("postgres", sleep, None) for _ in timings]}
+    return report.summarize(completions, sleep, TWO_WORKERS, timings=timings), completions
+
+
+def test_the_summary_names_the_spread_and_flags_it_when_it_costs():
+    [summary], _ = postgres_burst([61, 39])
+    assert summary.served_by == {101: 61, 102: 39}
+    text = report.format_summary([summary], TWO_WORKERS)
+    assert ("served by 2 workers: 61 + 39 requests; an even spread predicts 10.00 s, this spread 13.00 s"
+            in text)
+    assert "UNEVEN SPREAD: the busiest worker's share costs 3.00 s over an even spread" in text
+    assert "the workers' uneven spread of the requests" in text  # the waves' UNEVEN line names the cause
+    [even], _ = postgres_burst([5, 5])
+    text = report.format_summary([even], TWO_WORKERS)
+    assert "served by 2 workers: 5 + 5 requests; an even spread predicts 1.00 s, this spread 1.00 s" in text
+    assert "UNEVEN" not in text
+    [alone], _ = postgres_burst([10])
+    assert "served by 1 of 2 workers: 10 requests" in report.format_summary([alone], TWO_WORKERS)
+    # A spread that costs no time may still shape the waves (measured: 59 + 41 on two pools of 15, 1 s sleeps).
+    fifteen = {**facts("green", pool_size=15, max_overflow=0), "workers": 2}
+    timings = [{"endpoint": "postgres", "pid": 101}] * 59 + [{"endpoint": "postgres", "pid": 102}] * 41
+    completions = {"postgres": [report.Completion("postgres", wave + 1.0, None)
+                                for wave, size in enumerate((30, 30, 26, 14)) for _ in range(size)]}
+    [shaped] = report.summarize(completions, 1.0, fifteen, timings=timings)
+    text = report.format_summary([shaped], fifteen)
+    assert "served by 2 workers: 59 + 41 requests; an even spread predicts 4.00 s, this spread 4.00 s" in text
+    assert "UNEVEN: the waves differ from the prediction (the workers' spread of the requests, which predicts " \
+           "exactly these waves: see 'served by')" in text and "UNEVEN SPREAD" not in text
+    # One worker, as every mode runs by default: nothing to say.
+    one = facts("green", pool_size=5, max_overflow=0)
+    _, completions = postgres_burst([10])
+    [single] = report.summarize(completions, 1.0, one, timings=[{"endpoint": "postgres", "pid": 101}] * 10)
+    assert "served by" not in report.format_summary([single], one)
+
+
+def test_the_result_file_keeps_the_spread_and_reads_files_from_before_it(tmp_path):
+    summaries, completions = postgres_burst([6, 4])
+    report.write_result(tmp_path / "result.json", TWO_WORKERS, summaries, completions)
+    assert report.read_result(tmp_path / "result.json")[1][0].served_by == {101: 6, 102: 4}
+    # A result file written before served_by existed.
+    import json
+    data = json.loads((tmp_path / "result.json").read_text())
+    del data["summaries"][0]["served_by"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert report.read_result(tmp_path / "old.json")[1][0].served_by == {}

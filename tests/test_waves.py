@@ -76,3 +76,21 @@ def test_predictions_for_threads_come_from_the_thread_count():
 def test_psycopg3_predicts_as_green_does_from_the_same_facts():
     for endpoint, n in (("python", 5), ("postgres", 5), ("python", 100), ("postgres", 100)):
         assert predict(endpoint, n, 1.0, facts("psycopg3")) == predict(endpoint, n, 1.0, facts("green"))
+
+
+def test_pools_larger_than_the_database_accepts_predict_refusals_as_nullpool_does():
+    ceiling = {"accepts": 49, "max_connections": 50, "open_connections": 1}
+    eight = {**facts("green"), "workers": 8, "db": ceiling}
+    # 8 workers x 15: spread evenly, 120 ask at once; the database takes 49 and refuses the rest at once.
+    prediction = predict("postgres", 150, 1.0, eight)
+    assert (prediction.wave_sizes, prediction.refused, prediction.ideal_total) == ((101, 49), 101, 1.0)
+    assert "it accepts 49 more connections" in prediction.reason and "8 workers' pools" in prediction.reason
+    # Within what the database accepts: the pools' waves, with the risk named.
+    below = predict("postgres", 40, 1.0, eight)
+    assert below.wave_sizes == (40,) and not below.refused and "expect refusals" in below.reason
+    # One worker's pool of 15 never reaches 49: waves of the pool, however large the burst.
+    one = predict("postgres", 150, 1.0, {**facts("green"), "db": ceiling})
+    assert one.wave_sizes == (15,) * 10 and not one.refused and "expect refusals" not in one.reason
+    # NullPool as before: every request asks at once.
+    null = {**facts("green"), "pool_size": None, "max_overflow": None, "pool_limit": None, "db": ceiling}
+    assert predict("postgres", 150, 1.0, null).wave_sizes == (101, 49)
