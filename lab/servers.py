@@ -62,7 +62,11 @@ class LabServer:
 
 
 def start_mode(mode, environment, log_path, timeout=60):
-    """Run one Procfile process on a free port and wait until it answers /pool."""
+    """Run one Procfile process on a free port and wait until every worker of it is ready.
+
+    The port answers as soon as the first worker is up; until the others are, it takes every
+    connection, and a burst would measure one worker where the prediction counts them all.
+    """
     port = free_port()
     env = {**os.environ, "PATH": BIN_PATH, **environment, f"{mode.upper()}_PORT": str(port)}
     with open(log_path, "w") as log:
@@ -75,9 +79,10 @@ def start_mode(mode, environment, log_path, timeout=60):
             if process.poll() is not None:
                 raise RuntimeError(f"{mode} exited with {process.returncode}:\n{server.log()}")
             try:
-                if server.get("/pool", timeout=2)[0] == 200:
+                status, pool = server.get_json("/pool")
+                if status == 200 and server.log().count(f"pool-lab: {mode} ready at") >= pool["workers"]:
                     return server
-            except OSError:
+            except (OSError, ValueError, KeyError):
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{mode} did not answer within {timeout}s:\n{server.log()}")
