@@ -22,6 +22,8 @@ wsgi_app = "server:create_app()"
 bind = ["127.0.0.1:8000"]
 # WEB_CONCURRENCY, checked by the lab (1 by default, like the original: what one worker overlaps).
 workers = settings["WEB_CONCURRENCY"]
+# WORKER_CONNECTIONS (Gunicorn's 1000 by default): what one gevent worker overlaps; see raise_open_files().
+worker_connections = settings["WORKER_CONNECTIONS"]
 # Must stay off: with gevent, the pool's locks have to be created after the worker's monkey patching.
 preload_app = False
 # The sync worker reports to the master only between requests, so one request may hold it silent
@@ -40,6 +42,8 @@ def on_starting(server):
     import subprocess
 
     from server import embedded
+
+    raise_open_files(server)
 
     # Refuse a mode that would silently measure something else.
     gevent_worker = server.cfg.worker_class_str.startswith("gevent")
@@ -92,6 +96,26 @@ def pools_past_the_ceiling(workers, facts):
             f"most, more than PostgreSQL accepts: max_connections {facts['max_connections']} - reserved {reserved} "
             f"- open {facts['open_connections']} = {facts['accepts']}; a burst past {facts['accepts']} postgres "
             f"requests gets 503 too_many_connections")
+
+
+def raise_open_files(server):
+    """Every connection a gevent worker holds is a file: let each worker open as many as it serves.
+
+    The soft limit (often 1024) goes up to the hard one, which only root can raise; workers
+    inherit it. Past the hard limit a worker's accept fails (EMFILE) and Gunicorn logs it,
+    so say beforehand which setting to lower.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # Its clients' connections, its pool's, and some for its logs, listening socket and imports.
+    needed = server.cfg.worker_connections + settings["POOL_SIZE"] + settings["MAX_OVERFLOW"] + 100
+    if server.cfg.worker_class_str.startswith("gevent") and hard != resource.RLIM_INFINITY and needed > hard:
+        server.log.warning("pool-lab: worker_connections %d needs about %d open files per worker, more than the "
+                           "hard limit of %d (ulimit -Hn): connections past it fail; lower WORKER_CONNECTIONS "
+                           "or raise the limit", server.cfg.worker_connections, needed, hard)
 
 
 def post_worker_init(worker):

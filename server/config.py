@@ -122,6 +122,8 @@ def load(environ=None):
         "THREADS": _integer(environ, "THREADS", 8, minimum=1),
         # Gunicorn's own variable: the worker processes of every mode; each holds a pool of its own.
         "WEB_CONCURRENCY": _integer(environ, "WEB_CONCURRENCY", 1, minimum=1),
+        # Connections a gevent worker serves at once (Gunicorn's worker_connections): past it, the rest wait in the listen queue.
+        "WORKER_CONNECTIONS": _integer(environ, "WORKER_CONNECTIONS", 1000, minimum=1),
         # queue: SQLAlchemy's stock QueuePool (the original's behaviour); fair: server.pool.FairQueuePool;
         # null: SQLAlchemy's NullPool, a new connection per request.
         "POOL_CLASS": _choice(environ, "POOL_CLASS", POOL_CLASSES),
