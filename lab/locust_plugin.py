@@ -26,7 +26,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from server.params import BadParameter, seconds_option
 
-from . import memory, report
+from . import calibration, memory, report
 from .burst import Burst, Gates
 
 # Where the per-request log goes when no --csv prefix is given (web UI runs); each web UI
@@ -35,6 +35,7 @@ DEFAULT_PREFIX = "reports/webui"
 # The Waves tab: one row per endpoint of the last burst.
 WAVES_TAB = (("endpoint", "Endpoint"), ("requests", "Answered"), ("waves", "Waves"), ("predicted", "Predicted"),
              ("total_s", "Total (s)"), ("ideal_s", "Ideal (s)"), ("ratio", "Measured/ideal"),
+             ("model_s", "Model (s)"), ("model_ratio", "Measured/model"),
              ("failures", "Failures by cause"), ("note", "Note"))
 
 # Locust messages between the master and its workers.
@@ -150,6 +151,7 @@ class LabRun:
         if self.behaviour == "burst":
             # A connection still held by an earlier client would skew the waves.
             self.wait_until_idle(environment.host, patience)
+            self.facts = calibration.with_cpu_cost(self.facts, environment.host, self.prefix.parent, options.calibrate)
             self.memory_sample, self.sampler = None, gevent.spawn(self.sample_memory)
         if not self.csv_prefix and self.facts:
             # A web UI run: its files must not overwrite the last run's.
