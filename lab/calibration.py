@@ -41,32 +41,38 @@ class CalibrationError(Exception):
     """The calibration burst did not answer as it must: no c can be told from it."""
 
 
+def one_request(host):
+    """One seconds=0 python request on a connection of its own; None, or why it failed."""
+    client = HTTPClient.from_url(host, concurrency=1, connection_timeout=TIMEOUT, network_timeout=TIMEOUT)
+    try:
+        response = client.get("/sleep/python/?seconds=0")
+        response.read()
+        return None if response.status_code == 200 else f"/sleep/python/?seconds=0 answered HTTP {response.status_code}"
+    except Exception as error:  # refused, reset, timed out, no HTTP: whatever it was, no c comes of it
+        return f"{type(error).__name__}: {error}"
+    finally:
+        client.close()  # before the burst it calibrates for: no connection of ours left open
+
+
 def burst_seconds(host, requests):
     """Wall time of `requests` concurrent seconds=0 python requests, each on a connection of its own."""
-    def one():
-        client = HTTPClient.from_url(host, concurrency=1, connection_timeout=TIMEOUT, network_timeout=TIMEOUT)
-        try:
-            response = client.get("/sleep/python/?seconds=0")
-            response.read()
-            if response.status_code != 200:
-                raise CalibrationError(f"/sleep/python/?seconds=0 answered HTTP {response.status_code}")
-        finally:
-            client.close()  # before the burst it calibrates for: no connection of ours left open
-
     started = time.perf_counter()
-    greenlets = [gevent.spawn(one) for _ in range(requests)]
+    # Failures are returned, not raised: a greenlet that raises prints its traceback.
+    greenlets = [gevent.spawn(one_request, host) for _ in range(requests)]
     gevent.joinall(greenlets)
-    failed = next((g.exception for g in greenlets if g.exception), None)
-    if isinstance(failed, CalibrationError):
-        raise failed
+    seconds = time.perf_counter() - started
+    failed = [g.value for g in greenlets if g.value]
     if failed:
-        # Refused, reset, timed out, an answer that is no HTTP: whatever it was, no c comes of it.
-        raise CalibrationError(f"{type(failed).__name__}: {failed}")
-    return time.perf_counter() - started
+        raise CalibrationError(f"{len(failed)} of {requests} requests failed, the first with {failed[0]}")
+    return seconds
 
 
 def measure(host, facts, requests=REQUESTS, rounds=ROUNDS):
     """c, the CPU seconds one request costs one worker, with what it was measured on."""
+    # One request first: a server that does not answer is told in one line, not in K.
+    failed = one_request(host)
+    if failed:
+        raise CalibrationError(failed)
     walls = [burst_seconds(host, requests) for _ in range(rounds)]
     per_request = statistics.median(walls) / requests
     # Normalized to one worker: the burst of K ran on as many at once as the real one will.
