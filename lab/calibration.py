@@ -75,7 +75,7 @@ def measure(host, facts, requests=REQUESTS, rounds=ROUNDS):
         raise CalibrationError(failed)
     walls = [burst_seconds(host, requests) for _ in range(rounds)]
     per_request = statistics.median(walls) / requests
-    # Normalized to one worker: the burst of K ran on as many at once as the real one will.
+    # Per worker: the K requests ran spread over the workers that run at once, as the model spreads a burst.
     return {"cpu_per_request": per_request * parallel_workers(facts), "requests": requests, "rounds": rounds,
             "wall_per_request": [round(wall / requests, 7) for wall in walls],
             "workers": facts["workers"], "cpus": facts.get("cpus"),
