@@ -28,6 +28,9 @@ def add_lab_options(parser):
     parser.add_argument("--idle-wait", type=seconds_option, default="10",
                         help="seconds a burst waits for the server's pool to be idle before it runs "
                              "anyway, with a warning")
+    parser.add_argument("--calibrate", action="store_true", default=False,
+                        help="measure the mode's CPU per request again before the burst, instead of reusing "
+                             "the one in calibration.json beside the CSV files")
 
 
 @events.init.add_listener

@@ -29,12 +29,14 @@ from .waves import ENDPOINTS
 
 TABLE_COLUMNS = ("variant", "mode", "pool_class", "pool_size", "max_overflow", "requests", "sleep_s",
                  "python_total_s", "postgres_total_s", "sum_s", "python_waves", "postgres_waves",
-                 "python_ideal_s", "postgres_ideal_s", "ideal_sum_s", "measured_over_ideal", "failures",
+                 "python_ideal_s", "postgres_ideal_s", "ideal_sum_s", "measured_over_ideal", "python_model_s",
+                 "postgres_model_s", "model_sum_s", "measured_over_model", "failures",
                  "too_many_connections", "connect_median_ms", "connect_p95_ms", "peak_backends",
                  "uss_mib_per_backend")
 # The original README's table: per variant, python, postgres and their sum, with waves and ideal.
 SHOWN = (("variant", "variant"), ("python", "python_total_s"), ("postgres", "postgres_total_s"),
          ("sum", "sum_s"), ("ideal", "ideal_sum_s"), ("measured/ideal", "measured_over_ideal"),
+         ("model", "model_sum_s"), ("measured/model", "measured_over_model"),
          ("python waves", "python_waves"), ("postgres waves", "postgres_waves"), ("failures", "failures"),
          ("refused", "too_many_connections"), ("connect ms p50", "connect_median_ms"),
          ("connect ms p95", "connect_p95_ms"), ("backends", "peak_backends"), ("MiB/backend", "uss_mib_per_backend"))
@@ -74,18 +76,31 @@ def table_row(result):
            "failures": sum(sum(s.failures.values()) for s in result.summaries),
            "too_many_connections": sum(s.failures["too_many_connections"] for s in result.summaries),
            **{key: result.costs.get(key, "") for key in TABLE_COLUMNS[-4:]}}
-    totals, ideals = [], []
+    totals, ideals, models = [], [], []
     for endpoint in ENDPOINTS:
         s = result.summary(endpoint)
+        model = s and s.prediction.model_total
         row[f"{endpoint}_total_s"] = f"{s.total:.2f}" if s else ""
         row[f"{endpoint}_waves"] = " ".join(str(w.size) for w in s.waves) if s else ""
         row[f"{endpoint}_ideal_s"] = f"{s.prediction.ideal_total:.2f}" if s else ""
+        row[f"{endpoint}_model_s"] = f"{model:.2f}" if model else ""
         if s:
             totals.append(s.total)
             ideals.append(s.prediction.ideal_total)
+            models.append(model)
+    # A model for the sum only when every endpoint has one: a sum of a model and an ideal is neither.
+    model_sum = sum(models) if models and all(models) else None
     row.update(sum_s=f"{sum(totals):.2f}", ideal_sum_s=f"{sum(ideals):.2f}",
-               measured_over_ideal=f"{sum(totals) / sum(ideals):.2f}" if sum(ideals) else "")
+               measured_over_ideal=f"{sum(totals) / sum(ideals):.2f}" if sum(ideals) else "",
+               model_sum_s=f"{model_sum:.2f}" if model_sum else "",
+               measured_over_model=f"{sum(totals) / model_sum:.2f}" if model_sum else "")
     return row
+
+
+def model_lines(results):
+    """Per variant and endpoint, the model's arithmetic: where its difference from the ideal comes from."""
+    return [f"{result.measurement.name} {s.endpoint}: {s.prediction.model_explained()}"
+            for result in results for s in result.summaries if s.prediction]
 
 
 def write_markdown(path, rows, profile, sleep):
@@ -158,6 +173,7 @@ def main(argv=None):
         rows = [table_row(result) for result in results]
         print()
         print(report.format_table(SHOWN, rows))
+        print("\n" + "\n".join(model_lines(results)))
         write_markdown(f"{out}.md", rows, args.profile, args.sleep_seconds)
         write_csv(f"{out}.csv", rows)
         from .plot import plot_completions

@@ -27,7 +27,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from server.params import BadParameter, seconds_option
 
-from . import kernel, memory, report
+from . import calibration, kernel, memory, report
 from .burst import Burst, Gates
 
 # Where the per-request log goes when no --csv prefix is given (web UI runs); each web UI
@@ -36,6 +36,7 @@ DEFAULT_PREFIX = "reports/webui"
 # The Waves tab: one row per endpoint of the last burst.
 WAVES_TAB = (("endpoint", "Endpoint"), ("requests", "Answered"), ("waves", "Waves"), ("predicted", "Predicted"),
              ("total_s", "Total (s)"), ("ideal_s", "Ideal (s)"), ("ratio", "Measured/ideal"),
+             ("model_s", "Model (s)"), ("model_ratio", "Measured/model"),
              ("failures", "Failures by cause"), ("note", "Note"))
 
 # Locust messages between the master and its workers.
@@ -152,6 +153,7 @@ class LabRun:
         if self.behaviour == "burst":
             # A connection still held by an earlier client would skew the waves.
             self.wait_until_idle(environment.host, patience)
+            self.facts = calibration.with_cpu_cost(self.facts, environment.host, self.prefix.parent, options.calibrate)
             self.memory_sample, self.sampler = None, gevent.spawn(self.sample_memory)
             # The kernel's count is this machine's: it tells about a server on this machine only.
             local = urllib.parse.urlsplit(environment.host).hostname in ("127.0.0.1", "localhost", "::1")

@@ -95,6 +95,13 @@ class EndpointSummary:
         return self.total / self.prediction.ideal_total
 
     @property
+    def model_ratio(self):
+        """Measured total / the CPU model's total: None without a model or for a burst cut short."""
+        if self.ratio is None or not self.prediction.model_total:
+            return None
+        return self.total / self.prediction.model_total
+
+    @property
     def uneven(self):
         """True when the waves differ from the prediction (the first wave may still match)."""
         return self.prediction is not None and tuple(w.size for w in self.waves) != self.prediction.wave_sizes
@@ -304,10 +311,13 @@ def waves_tab_rows(summaries, facts, warnings=(), never_began=()):
                      "predicted": _sizes(s.prediction.wave_sizes) if s.prediction else "unavailable",
                      "total_s": f"{s.total:.2f}", "ideal_s": f"{s.prediction.ideal_total:.2f}" if s.prediction else "",
                      "ratio": "" if s.ratio is None else f"{s.ratio:.2f}",
+                     "model_s": f"{s.prediction.model_total:.2f}" if s.prediction and s.prediction.model_total else "",
+                     "model_ratio": "" if s.model_ratio is None else f"{s.model_ratio:.2f}",
                      "failures": ", ".join(f"{cause} {n}" for cause, n in sorted(s.failures.items())) or "none",
                      "note": "; ".join(filter(None, notes))})
     return rows + [{"endpoint": endpoint, "requests": 0, "waves": "", "predicted": "", "total_s": "", "ideal_s": "",
-                    "ratio": "", "failures": "", "note": stopped[endpoint]} for endpoint in never_began]
+                    "ratio": "", "model_s": "", "model_ratio": "", "failures": "", "note": stopped[endpoint]}
+                   for endpoint in never_began]
 
 
 def spread_lines(summary, facts):
@@ -355,6 +365,9 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
             lines.append(f"  predicted: {_sizes(p.wave_sizes)} ({p.reason}); first wave "
                          f"{p.wave_sizes[0]}, measured {s.waves[0].size}; ideal total "
                          f"{p.ideal_total:.2f} s, measured/ideal {measured}")
+            lines.append(f"  {p.model_explained()}" + (
+                "" if p.model_total is None else
+                f"; measured/model {'stopped early' if s.model_ratio is None else f'{s.model_ratio:.2f}'}"))
             if p.refused:
                 lines.append(f"  predicted {s.sent - p.refused} succeeded and {p.refused} too_many_connections; "
                              f"measured {s.requests - sum(s.failures.values())} succeeded and "

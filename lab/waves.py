@@ -63,10 +63,33 @@ class Prediction:
     reason: str
     # Requests the database refuses at once (too_many_connections): the first wave, answered at once.
     refused: int = 0
+    # The CPU model (see cpu_model): c, the CPU seconds one request costs one worker, from the
+    # mode's calibration; None without one, and `cpu_unavailable` says why.
+    requests: int = 0
+    cpu_per_request: float | None = None
+    cpu_workers: int = 1
+    cpu_workers_reason: str = ""
+    cpu_unavailable: str = ""
 
     @property
     def ideal_total(self):
         return (len(self.wave_sizes) - bool(self.refused)) * self.sleep
+
+    @property
+    def cpu_total(self):
+        """The burst's CPU beyond its sleeps: N x c, spread over the workers that run at once."""
+        return None if self.cpu_per_request is None else self.requests * self.cpu_per_request / self.cpu_workers
+
+    @property
+    def model_total(self):
+        return None if self.cpu_total is None else self.ideal_total + self.cpu_total
+
+    def model_explained(self):
+        """The model in one line: the ideal, and the CPU it adds."""
+        if self.model_total is None:
+            return f"model: unavailable ({self.cpu_unavailable})"
+        return (f"model {self.model_total:.2f} s = ideal {self.ideal_total:.2f} s + {self.requests} x "
+                f"{1000 * self.cpu_per_request:.2f} ms of CPU per request {self.cpu_workers_reason}")
 
 
 def limits(endpoint, facts):
@@ -83,6 +106,34 @@ def limits(endpoint, facts):
             found.append((facts["pool_limit"] * workers, f"waves of the pool limit: pool_size "
                                                          f"{facts['pool_size']} + max_overflow {facts['max_overflow']}"))
     return found
+
+
+def parallel_workers(facts):
+    """How many of a server's worker processes run Python at the same moment: one per core at most."""
+    return max(1, min(facts["workers"], facts.get("cpus") or facts["workers"]))
+
+
+def cpu_model(requests, facts):
+    """Prediction fields for the CPU a burst of `requests` costs, from the mode's calibration in the facts.
+
+    Each worker process runs its requests' Python one after another, so N x c is spread over the
+    workers that run at once: as many as there are workers, but at most one per core the server
+    may run on (`cpus` in /pool).
+    """
+    calibration = facts.get("calibration")
+    if not calibration:
+        return {"requests": requests, "cpu_unavailable": "no CPU calibration"}
+    if "error" in calibration:
+        return {"requests": requests, "cpu_unavailable": calibration["error"]}
+    workers, at_once = facts["workers"], parallel_workers(facts)
+    if workers == 1:
+        reason = "on 1 worker"
+    elif at_once == workers:
+        reason = f"over {workers} workers"
+    else:
+        reason = f"over {workers} workers on {at_once} cores"
+    return {"requests": requests, "cpu_per_request": calibration["cpu_per_request"], "cpu_workers": at_once,
+            "cpu_workers_reason": reason}
 
 
 def predict(endpoint, requests, sleep, facts):
@@ -105,8 +156,8 @@ def predict(endpoint, requests, sleep, facts):
                 f" (spread evenly, {facts['workers']} workers' pools ask for up to {concurrency} at once)")
             return Prediction((requests - accepts, accepts), sleep, refused=requests - accepts, reason=(
                 f"the database's ceiling: it accepts {accepts} more connections ({where}) and refuses the rest"
-                f"{pools}"))
+                f"{pools}"), **cpu_model(requests, facts))
         if facts["pool_limit"] is not None and facts["pool_limit"] * facts["workers"] > accepts:
             reason += f"; beyond the {accepts} connections the database accepts ({where}): expect refusals"
     full, rest = divmod(requests, concurrency)
-    return Prediction((concurrency,) * full + ((rest,) if rest else ()), sleep, reason)
+    return Prediction((concurrency,) * full + ((rest,) if rest else ()), sleep, reason, **cpu_model(requests, facts))

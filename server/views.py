@@ -168,6 +168,8 @@ def pool_status():
         worker_class=worker.get("worker_class"),
         worker_concurrency=worker.get("worker_concurrency", 1),
         workers=worker.get("workers", 1),
+        # The cores this process may run on: what its workers' CPU can spread over (lab.waves).
+        cpus=len(os.sched_getaffinity(0)),
         driver=driver,
         driver_version=db.engine.dialect.dbapi.__version__.split()[0],
         query_yields=runtime.query_yields(driver),

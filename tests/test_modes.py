@@ -5,6 +5,7 @@ waves of one; overlapped means one wave of five. Bounds on total time are loose
 ratios of the ideal, since the machine is shared.
 """
 
+import os
 import subprocess
 import sys
 from importlib.metadata import version
@@ -101,6 +102,8 @@ def test_pool_reports_the_real_pool_and_worker(lab, mode, worker_class, psycogre
     assert pool["driver_version"] == version(distribution)
     assert pool["checked_out"] == 0
     assert isinstance(pool["pid"], int) and isinstance(pool["overflow"], int)
+    # The cores the worker may run on (the same machine as this test): what the CPU model spreads over.
+    assert pool["cpus"] == len(os.sched_getaffinity(0))
     # The facts the tests of the prediction take for this mode are the real server's.
     assert {key: pool[key] for key in (*WORKER_FACTS[mode], "workers", "pool_limit")} == {
         **WORKER_FACTS[mode], "workers": 1, "pool_limit": 15}

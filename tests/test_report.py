@@ -2,6 +2,8 @@
 
 import csv
 
+import pytest
+
 from conftest import facts
 from lab import report
 
@@ -169,3 +171,27 @@ def test_the_result_file_keeps_the_spread_and_reads_files_from_before_it(tmp_pat
     del data["summaries"][0]["served_by"]
     (tmp_path / "old.json").write_text(json.dumps(data))
     assert report.read_result(tmp_path / "old.json")[1][0].served_by == {}
+
+
+def test_the_summary_and_the_waves_tab_show_the_model_beside_the_ideal(tmp_path):
+    calibrated = {**facts("green"), "cpus": 2, "calibration": {"cpu_per_request": 0.0004}}
+    completions = {"python": [report.Completion("python", 1.0 + i / 2000, None) for i in range(1000)]}
+    summaries = report.summarize(completions, sleep=1.0, facts=calibrated)
+    [python] = summaries
+    assert round(python.ratio, 2) == 1.5 and round(python.model_ratio, 2) == 1.07
+    text = report.format_summary(summaries, calibrated)
+    assert "ideal total 1.00 s, measured/ideal 1.50" in text
+    assert ("  model 1.40 s = ideal 1.00 s + 1000 x 0.40 ms of CPU per request on 1 worker; "
+            "measured/model 1.07") in text
+    [row] = report.waves_tab_rows(summaries, calibrated)
+    assert (row["ideal_s"], row["ratio"], row["model_s"], row["model_ratio"]) == ("1.00", "1.50", "1.40", "1.07")
+    # The model survives the result file, for compare and the benchmark.
+    report.write_result(tmp_path / "result.json", calibrated, summaries, completions)
+    assert report.read_result(tmp_path / "result.json")[1][0].prediction.model_total == pytest.approx(1.4)
+
+
+def test_a_summary_without_a_calibration_keeps_the_ideal_and_says_there_is_no_model():
+    completions = {"python": [report.Completion("python", 1.01, None)]}
+    text = report.format_summary(report.summarize(completions, sleep=1.0, facts=FACTS), FACTS)
+    assert "measured/ideal 1.01" in text and "model: unavailable (no CPU calibration)" in text
+    assert "measured/model" not in text

@@ -1,5 +1,7 @@
 """Wave grouping on synthetic timings."""
 
+import pytest
+
 from conftest import facts
 from lab.waves import Completion, group_waves, predict
 
@@ -94,3 +96,42 @@ def test_pools_larger_than_the_database_accepts_predict_refusals_as_nullpool_doe
     # NullPool as before: every request asks at once.
     null = {**facts("green"), "pool_size": None, "max_overflow": None, "pool_limit": None, "db": ceiling}
     assert predict("postgres", 150, 1.0, null).wave_sizes == (101, 49)
+
+
+def calibrated(mode, c, workers=1, cpus=2, **pool):
+    return {**facts(mode, **pool), "workers": workers, "cpus": cpus, "calibration": {"cpu_per_request": c}}
+
+
+def test_the_cpu_model_adds_n_times_c_to_the_ideal_on_one_worker():
+    prediction = predict("python", 1000, 1.0, calibrated("green", 0.0004))
+    assert prediction.ideal_total == 1.0
+    assert prediction.model_total == pytest.approx(1.4)
+    assert prediction.model_explained() == (
+        "model 1.40 s = ideal 1.00 s + 1000 x 0.40 ms of CPU per request on 1 worker")
+
+
+def test_the_cpu_model_spreads_over_the_workers_but_no_more_than_the_cores():
+    def cpu(workers, cpus):
+        return predict("python", 10_000, 5.0, calibrated("green", 0.0004, workers, cpus)).cpu_total
+
+    assert cpu(1, 2) == pytest.approx(4.0)
+    assert cpu(2, 2) == pytest.approx(2.0)
+    assert cpu(4, 2) == pytest.approx(2.0)  # four workers take turns on two cores
+    assert cpu(4, 8) == pytest.approx(1.0)
+    assert predict("python", 10, 1.0, calibrated("green", 0.001, 4, 2)).model_explained().endswith(
+        "10 x 1.00 ms of CPU per request over 4 workers on 2 cores")
+
+
+def test_where_c_is_tiny_beside_d_the_model_stays_the_ideal():
+    for endpoint, mode, n, d in (("python", "sync", 5, 1.0), ("postgres", "green", 5, 1.0),
+                                 ("postgres", "green", 100, 1.0)):
+        prediction = predict(endpoint, n, d, calibrated(mode, 0.0005))
+        assert prediction.ideal_total < prediction.model_total < 1.01 * prediction.ideal_total
+
+
+def test_without_a_calibration_there_is_no_model_and_it_says_why():
+    assert predict("python", 5, 1.0, facts("green")).model_total is None
+    assert predict("python", 5, 1.0, facts("green")).model_explained() == "model: unavailable (no CPU calibration)"
+    failed = {**facts("green"), "calibration": {"error": "the calibration burst failed (ConnectionRefusedError)"}}
+    assert predict("python", 5, 1.0, failed).model_explained() == (
+        "model: unavailable (the calibration burst failed (ConnectionRefusedError))")
