@@ -9,7 +9,7 @@ wall time over K is what one request costs end to end, the load generator's shar
 which the real burst pays too. The python endpoint never touches the database, so the
 calibration leaves the pool as it found it.
 
-One c per load-generating machine, server host and mode, kept in `calibration.json` beside
+One c per load-generating machine, server host, mode and number of workers, kept in `calibration.json` beside
 the run's CSV files and reused for every N; `--calibrate` (or deleting the file) measures again.
 """
 
@@ -83,7 +83,10 @@ def measure(host, facts, requests=REQUESTS, rounds=ROUNDS):
 
 
 def cache_key(host, facts):
-    return f"{platform.node()} -> {urlsplit(host).hostname} {facts['mode']}"
+    # With the workers: on 2 cores two workers share them with the load generator, so one
+    # worker's c (its wall time per request) does not hold for two.
+    workers = "" if facts["workers"] == 1 else f" x {facts['workers']} workers"
+    return f"{platform.node()} -> {urlsplit(host).hostname} {facts['mode']}{workers}"
 
 
 def with_cpu_cost(facts, host, directory, again=False):

@@ -34,6 +34,8 @@ class Measurement:
     requests: int
     endpoints: tuple = ENDPOINTS
     env: dict = field(default_factory=dict)
+    # Users spawned a second; None: as many as there are, at most 100 (Locust warns above 100 per process).
+    spawn_rate: int | None = None
 
     @property
     def slug(self):
@@ -78,7 +80,7 @@ def run_locust(measurement, server, prefix):
     command = [sys.executable, "-m", "locust", "--config", str(m.profile), "-H", server.url,
                "--csv", str(prefix), "--html", f"{prefix}.html", "--sleep-seconds", str(m.sleep),
                # At most 100 a second: Locust warns above that, and the burst waits for everyone anyway.
-               "-u", str(users), "-r", str(min(users, 100)), *(USER_CLASSES[e] for e in m.endpoints)]
+               "-u", str(users), "-r", str(m.spawn_rate or min(users, 100)), *(USER_CLASSES[e] for e in m.endpoints)]
     with open(f"{prefix}_locust.log", "w") as log:
         locust = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
