@@ -2,7 +2,7 @@
 
 Which worker serves a request is decided when a connection is accepted, not when its request
 arrives: every worker waits in accept on the same listening socket, the kernel wakes them, and
-the first to run accepts what is waiting (gevent's server up to 100 connections per wake-up).
+the first to run accepts (Gunicorn's gevent worker takes one connection per wake-up when there are several).
 Measured with the suite's burst helper (connections opened one after another, then the requests
 at once) on two green workers: one worker took a whole burst of 6 in 2 of 60, of 10 in 3 of 90,
 of 40 in none of 75 (the busiest one's share: median 0.67, 0.60, 0.57); with Locust, 150 postgres
