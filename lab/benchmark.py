@@ -168,7 +168,8 @@ def case_row(case, result, timings_path):
         "sleep_s": summary.prediction.sleep,
         "total_s": round(summary.total, 3),
         "ideal_s": round(summary.prediction.ideal_total, 3),
-        "ratio": round(summary.ratio, 3),
+        # None for a burst cut short: a total of what was answered is no measure of it.
+        "ratio": None if summary.ratio is None else round(summary.ratio, 3),
         "model_s": None if model is None else round(model, 3),
         "model_ratio": None if summary.model_ratio is None else round(summary.model_ratio, 3),
         "model": summary.prediction.model_explained(),
@@ -209,7 +210,7 @@ def case_row(case, result, timings_path):
 
 def format_rows(rows):
     shown = [{**row, "total_s": f"{row['total_s']:.2f}", "ideal_s": f"{row['ideal_s']:.2f}",
-              "ratio": f"{row['ratio']:.3f}", "model_s": "" if row["model_s"] is None else f"{row['model_s']:.2f}",
+              "ratio": "" if row["ratio"] is None else f"{row['ratio']:.3f}", "model_s": "" if row["model_s"] is None else f"{row['model_s']:.2f}",
               "model_ratio": "" if row["model_ratio"] is None else f"{row['model_ratio']:.3f}",
               "target": "" if row["target"] is None else f"{row['target']:.2f} {row['judged_by']}"}
              for row in rows]

@@ -68,10 +68,10 @@ class Burst:
         """Endpoints with users whose turn had not come when the run stopped."""
         return list(self._order)
 
-    def answered(self, endpoint, count=1):
+    def answered(self, endpoint):
         if endpoint not in self._waiting:
             return  # an answer of an earlier run, or of an endpoint outside the burst
-        self._waiting[endpoint] -= count
+        self._waiting[endpoint] -= 1
         if self._waiting[endpoint] == 0:
             self._open_next()
 

@@ -43,7 +43,10 @@ class CalibrationError(Exception):
 
 def one_request(host):
     """One seconds=0 python request on a connection of its own; None, or why it failed."""
-    client = HTTPClient.from_url(host, concurrency=1, connection_timeout=TIMEOUT, network_timeout=TIMEOUT)
+    try:
+        client = HTTPClient.from_url(host, concurrency=1, connection_timeout=TIMEOUT, network_timeout=TIMEOUT)
+    except Exception as error:  # a host it cannot even parse
+        return f"{type(error).__name__}: {error}"
     try:
         response = client.get("/sleep/python/?seconds=0")
         response.read()
@@ -104,11 +107,15 @@ def with_cpu_cost(facts, host, directory, again=False):
     except (OSError, ValueError) as error:
         log.warning("pool-lab: %s cannot be read (%s): measuring the CPU per request again", path, error)
         cache = {}
+    if not isinstance(cache, dict) or not all(isinstance(entry, dict) for entry in cache.values()):
+        log.warning("pool-lab: %s is not the lab's calibration file: measuring the CPU per request again", path)
+        cache = {}
     if key in cache and not again:
         return {**facts, "calibration": {**cache[key], "cached": str(path)}}
     try:
         calibration = measure(host, facts)
-    except CalibrationError as error:
+    except Exception as error:  # CalibrationError, or anything else: a burst must never hang on its model
+        error = error if isinstance(error, CalibrationError) else f"{type(error).__name__}: {error}"
         log.warning("pool-lab: no CPU model: the calibration burst failed (%s)", error)
         return {**facts, "calibration": {"error": f"the calibration burst failed ({error})"}}
     cache[key] = calibration

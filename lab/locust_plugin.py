@@ -42,6 +42,10 @@ WAVES_TAB = (("endpoint", "Endpoint"), ("requests", "Answered"), ("waves", "Wave
 # Locust messages between the master and its workers.
 OPEN_GATE = "pool-lab:open-gate"  # master -> workers: an endpoint's users send now
 ANSWERS = "pool-lab:answers"  # a worker -> master: records of answered burst requests
+FLUSH = "pool-lab:flush"  # master -> workers: the run stops, hand over every answer now
+FLUSHED = "pool-lab:flushed"  # a worker -> master: every answer handed over
+# How long a stopping master waits for its workers' last answers before it reports without them.
+FLUSH_PATIENCE = 2.0
 # How often a worker hands over the answers of an endpoint it has not finished (progress,
 # and what a stopped run still reports); an endpoint's last answer goes at once.
 ANSWERS_INTERVAL = 1.0
@@ -98,6 +102,8 @@ class LabRun:
         self.request_log = None
         self.overflows_before = None  # the kernel's ListenOverflows when the burst began, if it counts here
         self.hand_over = None  # a worker's greenlet that hands over answers every ANSWERS_INTERVAL
+        self.unsent = []  # answers of this process's users not yet handed over
+        self.flushed = set()  # the workers that handed over their last answers of a stopping run
         self.reported = True
         self.waves_rows = []  # the last burst, for the web UI's Waves tab
         self.waves_csv = None
@@ -115,9 +121,13 @@ class LabRun:
             events.request.add_listener(self.on_request)
         if isinstance(runner, WorkerRunner):
             runner.register_message(OPEN_GATE, lambda msg, **kwargs: self._open_gate_here(msg.data))
+            runner.register_message(FLUSH, lambda **kwargs: (self._hand_over(), runner.send_message(FLUSHED)))
         if isinstance(runner, MasterRunner):
             runner.register_message(ANSWERS, lambda msg, **kwargs: self._take_answers(msg.data))
+            runner.register_message(FLUSHED, lambda msg, **kwargs: self.flushed.add(msg.node_id))
+            events.test_stopping.add_listener(self.collect_last_answers)
         if self.reports:
+            events.quitting.add_listener(lambda **kwargs: self.request_log and self.request_log.close())
             options = environment.parsed_options
             self.csv_prefix = options.csv_prefix if options else None
             self.prefix = Path(self.csv_prefix or DEFAULT_PREFIX)
@@ -172,9 +182,9 @@ class LabRun:
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
         self.request_log = CsvRequestLogger(f"{self.prefix}_requests.csv")
         # The logger listens to a request event of its own: the answers, wherever they were sent from.
+        # (Its quitting hook is never fired: register() closes the current log at quitting, once.)
         self.answers = EventHook()
-        self.request_log.register(SimpleNamespace(events=SimpleNamespace(
-            request=self.answers, quitting=self.environment.events.quitting)))
+        self.request_log.register(SimpleNamespace(events=SimpleNamespace(request=self.answers, quitting=EventHook())))
 
     def wait_until_idle(self, host, patience):
         deadline = time.monotonic() + patience
@@ -277,6 +287,22 @@ class LabRun:
         self.burst.begin({cls.endpoint: users_per_class.get(cls.__name__, 0) if cls.tasks else 0
                           for cls in self.environment.user_classes})
 
+    def collect_last_answers(self, environment, **kwargs):
+        """A run stopping before its burst is done: have every worker hand over what it holds first.
+
+        Locust's master stops (Ctrl-C, --run-time) without waiting for its workers; their answers
+        of the last moment would arrive after the report and count as still in flight.
+        """
+        if self.behaviour != "burst" or self.reported:
+            return
+        runner = environment.runner
+        expected = {client.id for client in runner.clients.all}
+        self.flushed = set()
+        runner.send_message(FLUSH)
+        deadline = time.monotonic() + FLUSH_PATIENCE
+        while not expected <= self.flushed and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+
     def _finish_burst(self):
         try:
             # Reported before the stop, so the web UI's last poll of a running test already shows it.
@@ -288,8 +314,10 @@ class LabRun:
         # Headless runs end on their own; the web UI keeps its charts and can start another burst.
         if self.environment.parsed_options.headless:
             # Locust rewrites its --csv files once per CSV_STATS_INTERVAL_SEC and not at quit:
-            # quitting sooner would leave the last answers out of <prefix>_stats.csv.
-            gevent.sleep(locust.stats.CSV_STATS_INTERVAL_SEC + 0.2)
+            # quitting sooner would leave the last answers out of <prefix>_stats.csv. A master
+            # first waits for its workers' next statistics report.
+            reports = locust.runners.WORKER_REPORT_INTERVAL if isinstance(self.environment.runner, MasterRunner) else 0
+            gevent.sleep(reports + locust.stats.CSV_STATS_INTERVAL_SEC + 0.2)
             self.environment.runner.quit()
         else:
             self.environment.runner.stop()

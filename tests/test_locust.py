@@ -138,13 +138,17 @@ def test_web_ui_offers_the_lab_options_and_runs_a_burst(lab, tmp_path):
         ui.wait(timeout=30)
 
 
-def test_a_run_stopped_early_says_what_it_left_behind(lab, tmp_path):
+@pytest.mark.parametrize("processes", [0, 2])
+def test_a_run_stopped_early_says_what_it_left_behind(lab, tmp_path, processes):
+    """Also across Locust worker processes, whose answers of the last moment the master collects first."""
     import signal
 
     prefix = tmp_path / "stopped"
+    port = str(free_port())
+    distributed = ["--processes", str(processes), "--master-bind-port", port, "--master-port", port] if processes else []
     locust = subprocess.Popen(
         [sys.executable, "-m", "locust", "--config", "profiles/5-users.conf", "-H", lab("sync").url,
-         "--sleep-seconds", "1", "--csv", str(prefix), "--html", f"{prefix}.html"],
+         "--sleep-seconds", "1", "--csv", str(prefix), "--html", f"{prefix}.html", *distributed],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # Serial 1 s sleeps: stopped once the first python answer is in, the rest are in flight
     # and the postgres burst has not begun.
