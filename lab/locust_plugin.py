@@ -150,11 +150,10 @@ class LabRun:
         if self.runs_users:
             self.gates.reset()
             self.left, self.unsent = {}, []
-            if not self.reports:
+            if not self.reports and self.behaviour == "burst":
                 self.hand_over = gevent.spawn(self._hand_over_every, ANSWERS_INTERVAL)
         if not self.reports:
             return
-        self.started = time.time()
         self.server_timings = []
         self.warnings = []
         self.facts = fetch_facts(environment.host)
