@@ -191,10 +191,16 @@ def uneven_cause(summary, facts, warnings):
     spread = worker_spread(summary.endpoint, summary.served_by, summary.prediction.sleep, facts)
     if spread and facts["workers"] > 1 and tuple(w.size for w in summary.waves) == spread.wave_sizes:
         return "the workers' spread of the requests, which predicts exactly these waves: see 'served by'"
+    closes_overflow = facts["pool_class"].endswith(".QueuePool") and facts["max_overflow"] > 0
     if spread and spread.uneven:
-        return "the workers' uneven spread of the requests: see 'served by'"
+        cause = "the workers' uneven spread of the requests: see 'served by'"
+        if summary.endpoint == "postgres" and closes_overflow and max(spread.counts) > facts["pool_limit"]:
+            # The busiest worker's share went past its own pool: its later waves shrink as one worker's do.
+            cause += ("; and past the pool limit within a worker, QueuePool closes returned overflow "
+                      "connections (README, 'Uneven waves')")
+        return cause
     limited_by_pool = summary.endpoint == "postgres" and summary.prediction.wave_sizes[0] == facts["pool_limit"]
-    if limited_by_pool and facts["pool_class"].endswith(".QueuePool") and facts["max_overflow"] > 0:
+    if limited_by_pool and closes_overflow:
         return "see the README, 'Uneven waves': QueuePool closes returned overflow connections"
     return (f"not a known behaviour of {facts['pool_class'].rsplit('.', 1)[-1]}: look at the waves CSV "
             "and the server's log")

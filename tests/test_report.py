@@ -154,6 +154,13 @@ def test_the_summary_names_the_spread_and_flags_it_when_it_costs():
     assert "served by 2 workers: 59 + 41 requests; an even spread predicts 4.00 s, this spread 4.00 s" in text
     assert "UNEVEN: the waves differ from the prediction (the workers' spread of the requests, which predicts " \
            "exactly these waves: see 'served by')" in text and "UNEVEN SPREAD" not in text
+    # Stock QueuePool with overflow: the busiest worker's share past its own pool limit shrinks its later waves too.
+    overflowing = {**facts("green"), "workers": 2}
+    skewed = report.summarize({"postgres": [report.Completion("postgres", 1.0 + wave, None) for wave in range(92)]},
+                              1.0, overflowing, timings=[{"endpoint": "postgres", "pid": 101}] * 64
+                              + [{"endpoint": "postgres", "pid": 102}] * 28)[0]
+    assert ("the workers' uneven spread of the requests: see 'served by'; and past the pool limit within a "
+            "worker, QueuePool closes returned overflow connections") in report.format_summary([skewed], overflowing)
     # One worker, as every mode runs by default: nothing to say.
     one = facts("green", pool_size=5, max_overflow=0)
     _, completions = postgres_burst([10])
