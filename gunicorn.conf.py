@@ -91,9 +91,8 @@ def pools_past_the_ceiling(workers, facts):
     most = workers * (pool_size + max_overflow)
     if most <= facts["accepts"]:
         return None
-    reserved = 0 if facts["superuser"] else facts["superuser_reserved_connections"]
     return (f"{workers} workers x (pool_size {pool_size} + max_overflow {max_overflow}) = {most} connections at "
-            f"most, more than PostgreSQL accepts: max_connections {facts['max_connections']} - reserved {reserved} "
+            f"most, more than PostgreSQL accepts: max_connections {facts['max_connections']} - reserved {facts['reserved']} "
             f"- open {facts['open_connections']} = {facts['accepts']}; a burst past {facts['accepts']} postgres "
             f"requests gets 503 too_many_connections")
 

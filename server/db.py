@@ -110,9 +110,9 @@ def database_facts():
         extensions["pool_lab_ceiling"] = create_engine(db.engine.url, poolclass=StaticPool, pool_pre_ping=True)
     with _ceiling_lock, extensions["pool_lab_ceiling"].connect() as connection:
         facts = dict(connection.execute(CEILING_QUERY).mappings().one())
-    # Slots a new connection of the lab's role can still take.
-    reserved = 0 if facts["superuser"] else facts["superuser_reserved_connections"]
-    facts["accepts"] = max(facts["max_connections"] - reserved - facts["open_connections"], 0)
+    # Slots held back from the lab's role, and those a new connection of it can still take.
+    facts["reserved"] = 0 if facts["superuser"] else facts["superuser_reserved_connections"]
+    facts["accepts"] = max(facts["max_connections"] - facts["reserved"] - facts["open_connections"], 0)
     # The server's main process, when the database runs on this machine: whose backends'
     # memory a load generator here can sample.
     try:
