@@ -20,19 +20,16 @@ MAX_CONNECTIONS = 20
 
 
 @pytest.fixture(scope="module")
-def walled_database(monkeypatch_module):
-    monkeypatch_module.setenv("PG_MAX_CONNECTIONS", str(MAX_CONNECTIONS))
+def walled_database():
     root = private_directory("pool-lab-walled-")
-    database = embedded.start(root / "pgdata")
+    # Only for this start: set for the whole module, the setting would also reach the suite's
+    # shared database when this module is the first to ask for it (pytest tests/test_ceiling.py ...).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PG_MAX_CONNECTIONS", str(MAX_CONNECTIONS))
+        database = embedded.start(root / "pgdata")
     yield database
     database.cleanup()
     shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 @pytest.fixture(scope="module")
