@@ -112,17 +112,19 @@ class LabRun:
         """Listen to the run's events as this process's part requires: users, report, or both."""
         self.environment = environment
         runner = environment.runner
-        self.runs_users = not isinstance(runner, MasterRunner)
+        # This process's part, decided once: a master runs no users, a worker reports nothing.
+        self.master = isinstance(runner, MasterRunner)
+        self.runs_users = not self.master
         self.reports = not isinstance(runner, WorkerRunner)
         events = environment.events
         events.test_start.add_listener(self.on_test_start)
         events.test_stop.add_listener(self.on_test_stop)
         if self.runs_users:
             events.request.add_listener(self.on_request)
-        if isinstance(runner, WorkerRunner):
+        if not self.reports:
             runner.register_message(OPEN_GATE, lambda msg, **kwargs: self._open_gate_here(msg.data))
             runner.register_message(FLUSH, lambda **kwargs: (self._hand_over(), runner.send_message(FLUSHED)))
-        if isinstance(runner, MasterRunner):
+        if self.master:
             runner.register_message(ANSWERS, lambda msg, **kwargs: self._take_answers(msg.data))
             runner.register_message(FLUSHED, lambda msg, **kwargs: self.flushed.add(msg.node_id))
             events.test_stopping.add_listener(self.collect_last_answers)
@@ -252,7 +254,7 @@ class LabRun:
             self.burst.answered(report.endpoint_of(record["name"]))
 
     def _open_gate(self, endpoint):
-        if isinstance(self.environment.runner, MasterRunner):
+        if self.master:
             self.environment.runner.send_message(OPEN_GATE, endpoint)
         else:
             self._open_gate_here(endpoint)
@@ -261,7 +263,7 @@ class LabRun:
         if self.behaviour != "burst":
             return
         runner = self.environment.runner
-        if isinstance(runner, MasterRunner):
+        if self.master:
             gevent.spawn(self._begin_when_reported, runner)
         else:
             self._begin(runner.target_user_classes_count)
@@ -315,7 +317,7 @@ class LabRun:
             # Locust rewrites its --csv files once per CSV_STATS_INTERVAL_SEC and not at quit:
             # quitting sooner would leave the last answers out of <prefix>_stats.csv. A master
             # first waits for its workers' next statistics report.
-            reports = locust.runners.WORKER_REPORT_INTERVAL if isinstance(self.environment.runner, MasterRunner) else 0
+            reports = locust.runners.WORKER_REPORT_INTERVAL if self.master else 0
             gevent.sleep(reports + locust.stats.CSV_STATS_INTERVAL_SEC + 0.2)
             self.environment.runner.quit()
         else:
@@ -323,7 +325,7 @@ class LabRun:
 
     def on_test_stop(self, environment, **kwargs):
         if self.hand_over:
-            # What a stopped worker still holds: the master's stop waits for its workers, so it arrives.
+            # What a stopped worker still holds: sent before it reports stopped (or on the master's flush).
             self.hand_over.kill(block=False)
             self.hand_over = None
             self._hand_over()
@@ -331,7 +333,7 @@ class LabRun:
             return
         if self.behaviour == "burst":
             self.report_burst()  # at once if the run stopped before its burst was done
-        elif not isinstance(environment.runner, MasterRunner):
+        elif not self.master:
             self.print_steady_summary()
         elif environment.parsed_options.headless:
             # The workers send their last statistics when told to quit, after this event.
