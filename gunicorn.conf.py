@@ -43,10 +43,9 @@ def on_starting(server):
 
     from server import embedded
 
-    raise_open_files(server)
-
-    # Refuse a mode that would silently measure something else.
     gevent_worker = server.cfg.worker_class_str.startswith("gevent")
+    raise_open_files(server, gevent_worker)
+    # Refuse a mode that would silently measure something else.
     if settings["PSYCOGREEN"] and not gevent_worker:
         sys.exit(f"pool-lab: PSYCOGREEN=true needs the gevent worker (-k gevent), "
                  f"not {server.cfg.worker_class_str!r}")
@@ -97,7 +96,7 @@ def pools_past_the_ceiling(workers, facts):
             f"requests gets 503 too_many_connections")
 
 
-def raise_open_files(server):
+def raise_open_files(server, gevent_worker):
     """Every connection a gevent worker holds is a file: let each worker open as many as it serves.
 
     The soft limit (often 1024) goes up to the hard one, which only root can raise; workers
@@ -111,7 +110,7 @@ def raise_open_files(server):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # Its clients' connections, its pool's, and some for its logs, listening socket and imports.
     needed = server.cfg.worker_connections + settings["POOL_SIZE"] + settings["MAX_OVERFLOW"] + 100
-    if server.cfg.worker_class_str.startswith("gevent") and hard != resource.RLIM_INFINITY and needed > hard:
+    if gevent_worker and hard != resource.RLIM_INFINITY and needed > hard:
         server.log.warning("pool-lab: worker_connections %d needs about %d open files per worker, more than the "
                            "hard limit of %d (ulimit -Hn): connections past it fail; lower WORKER_CONNECTIONS "
                            "or raise the limit", server.cfg.worker_connections, needed, hard)
