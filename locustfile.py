@@ -8,9 +8,9 @@ The lab's logic lives in lab/ (waves, predictions, report); lab.locust_plugin wi
 
 from locust import FastHttpUser, constant, events, tag, task
 
-from lab import report
+import contract
+from contract import SecondsOption
 from lab.locust_plugin import LabRun
-from server.params import seconds_option
 
 lab = LabRun()
 
@@ -23,9 +23,9 @@ def add_lab_options(parser):
                              "postgres) and the run ends when all are answered (in the web UI a burst "
                              "spawns up to 100 users a second, whatever the ramp-up says: no request "
                              "leaves before all are spawned); steady: users loop with no wait, for the charts")
-    parser.add_argument("--sleep-seconds", type=seconds_option, default="",
+    parser.add_argument("--sleep-seconds", type=SecondsOption("--sleep-seconds"), default="",
                         help="?seconds= sent with every request; empty: the server's SLEEP_SECONDS")
-    parser.add_argument("--idle-wait", type=seconds_option, default="10",
+    parser.add_argument("--idle-wait", type=SecondsOption("--idle-wait"), default="10",
                         help="seconds a burst waits for the server's pool to be idle before it runs "
                              "anyway, with a warning")
     parser.add_argument("--calibrate", action="store_true", default=False,
@@ -54,7 +54,7 @@ class SleepUser(FastHttpUser):
         path = f"/sleep/{self.endpoint}/"
         with self.client.get(path, params=lab.query, name=path, catch_response=True) as response:
             if response.status_code != 200:
-                response.failure(report.failure_message(response.status_code, response.text))
+                response.failure(contract.failure_message(response.status_code, response.text))
         if lab.behaviour == "burst":
             lab.gates.rest()
 

@@ -16,7 +16,7 @@ from collections import Counter
 import gevent
 from gevent.event import Event
 
-from .waves import ENDPOINTS
+from contract import ENDPOINTS
 
 
 class Gates:

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import configargparse
 
-from server.params import seconds_option
+from contract import ENDPOINTS, SecondsOption
 
 from . import report
 from .runs import Measurement, main as run_main, run_all
 from .servers import PROCFILE, ROOT
-from .waves import ENDPOINTS
 
 TABLE_COLUMNS = ("variant", "mode", "pool_class", "pool_size", "max_overflow", "requests", "sleep_s",
                  "python_total_s", "postgres_total_s", "sum_s", "python_waves", "postgres_waves",
@@ -121,7 +120,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", type=profile_path, default="5-users",
                         help="a profile name from profiles/ or a path (default: 5-users)")
-    parser.add_argument("--sleep-seconds", type=seconds_option, default="",
+    parser.add_argument("--sleep-seconds", type=SecondsOption("--sleep-seconds"), default="",
                         help="seconds each request sleeps (default: the profile's)")
     parser.add_argument("--modes", default="sync,gevent,green",
                         help=f"Procfile modes to compare, from {', '.join(PROCFILE)} (default: sync,gevent,green)")

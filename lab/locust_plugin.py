@@ -25,7 +25,7 @@ from locust.contrib.csv_request_logger import CsvRequestLogger
 from locust.event import EventHook
 from locust.runners import MasterRunner, WorkerRunner
 
-from server.params import BadParameter, seconds_option
+from contract import BadParameter, SecondsOption, endpoint_of
 
 from . import calibration, kernel, memory, report
 from .burst import Burst, Gates
@@ -81,7 +81,7 @@ def answer_record(request_type, name, response_time, response_length, response=N
     try:
         answer = json.loads(response.text)
         record["timing"] = {
-            "endpoint": report.endpoint_of(name), "sent": start_time, "done": start_time + response_time / 1000,
+            "endpoint": endpoint_of(name), "sent": start_time, "done": start_time + response_time / 1000,
             "server_started": answer["started_at"], "server_finished": answer["finished_at"],
             "pool_wait": answer.get("pool_wait", ""), "connect_seconds": answer.get("connect_seconds", ""),
             "query_seconds": answer.get("query_seconds", ""), "pid": answer["pid"]}
@@ -141,8 +141,8 @@ class LabRun:
         options = environment.parsed_options
         try:
             # Checked again: the web UI's form sets options as typed, past the option's type.
-            seconds = seconds_option(options.sleep_seconds)
-            patience = float(seconds_option(options.idle_wait) or 0)
+            seconds = SecondsOption("--sleep-seconds")(options.sleep_seconds)
+            patience = float(SecondsOption("--idle-wait")(options.idle_wait) or 0)
         except BadParameter as error:
             log.error("%s", error)
             environment.runner.quit()
@@ -222,7 +222,7 @@ class LabRun:
         # Burst runs only: a steady run may answer millions, which the waves have no use for.
         if self.behaviour != "burst":
             return
-        endpoint = report.endpoint_of(name)
+        endpoint = endpoint_of(name)
         self.unsent.append(answer_record(name=name, **kwargs))
         self.left[endpoint] = self.left.get(endpoint, 0) - 1
         if self.reports or self.left[endpoint] == 0:
@@ -251,7 +251,7 @@ class LabRun:
             self.answers.fire(**{**record, "response": SimpleNamespace(status_code=record["status_code"])})
             if record["timing"]:
                 self.server_timings.append(record["timing"])
-            self.burst.answered(report.endpoint_of(record["name"]))
+            self.burst.answered(endpoint_of(record["name"]))
 
     def _open_gate(self, endpoint):
         if self.master:
@@ -348,7 +348,7 @@ class LabRun:
     def steady_summary(self):
         lines = []
         for entry in sorted(self.environment.stats.entries.values(), key=lambda e: e.name):
-            lines.append(f"{report.endpoint_of(entry.name)}: {entry.num_requests} requests, "
+            lines.append(f"{endpoint_of(entry.name)}: {entry.num_requests} requests, "
                          f"{entry.num_failures} failed; response time median {entry.median_response_time:.0f} ms, "
                          f"95th percentile {entry.get_response_time_percentile(0.95):.0f} ms")
         return "\n".join(lines) or "no request was sent"

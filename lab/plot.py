@@ -8,7 +8,7 @@ matplotlib.use("Agg")  # no screen needed; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .waves import ENDPOINTS  # noqa: E402
+from contract import ENDPOINTS  # noqa: E402
 
 
 def plot_completions(path, results, title):

@@ -10,43 +10,13 @@ import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from .waves import ENDPOINTS, Completion, Prediction, Wave, group_waves, limits, predict
+from contract import ENDPOINTS, FAILURE_CAUSES, endpoint_of, failure_cause
 
-FAILURE_CAUSES = ("pool_timeout", "too_many_connections", "database_unavailable", "connection_error", "other")
+from .waves import Completion, Prediction, Wave, group_waves, limits, predict
+
 WAVES_COLUMNS = ("endpoint", "wave", "size", "predicted_size", "first_s", "last_s", "failures", "note")
 SERVER_TIMING_COLUMNS = ("endpoint", "sent", "done", "server_started", "server_finished", "pool_wait", "connect_seconds",
                          "query_seconds", "pid")
-
-
-def endpoint_of(request_name):
-    """'/sleep/postgres/' -> 'postgres': the lab's name for what a request exercises."""
-    return request_name.strip("/").rsplit("/", 1)[-1]
-
-
-def failure_message(status_code, body):
-    """What a failed answer says, led by the server's own error code when it sent one."""
-    if not status_code:
-        return "connection_error: no answer from the server"
-    try:
-        error = json.loads(body)
-        return f"{error['error']}: {error['message']}"
-    except (TypeError, ValueError, KeyError):
-        return f"HTTP {status_code}"
-
-
-def classify_failure(status_code, exception):
-    """The cause of a failed request, one of FAILURE_CAUSES; None if it succeeded.
-
-    failure_message() leads with the server's own error code, so the code names the cause.
-    """
-    if not exception:
-        return None
-    code = exception.split(":", 1)[0]
-    if code in FAILURE_CAUSES:
-        return code
-    if int(status_code or 0) == 0:
-        return "connection_error"
-    return "other"
 
 
 def read_request_log(path):
@@ -61,7 +31,7 @@ def read_request_log(path):
             if not row["response_time_ms"]:
                 continue
             finished = sent + float(row["response_time_ms"]) / 1000
-            failure = classify_failure(row["status_code"], row["exception"])
+            failure = failure_cause(row["status_code"], row["exception"])
             rows.setdefault(endpoint_of(row["name"]), []).append((sent, finished, failure))
     completions = {}
     for endpoint, requests in rows.items():

@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract import ENDPOINTS, endpoint_of
+
 from . import report
 from .servers import PROCFILE, ROOT, LabServer, start_mode
-from .waves import ENDPOINTS
 
 # locustfile.py's user class for each endpoint.
 USER_CLASSES = {"python": "PythonSleepUser", "postgres": "PostgresSleepUser"}
@@ -67,7 +68,7 @@ def answered(prefix, endpoints):
         with open(f"{prefix}_stats.csv", newline="") as stats:
             for row in csv.DictReader(stats):
                 if row["Name"] != "Aggregated":
-                    counts[report.endpoint_of(row["Name"])] = int(row["Request Count"])
+                    counts[endpoint_of(row["Name"])] = int(row["Request Count"])
     except (FileNotFoundError, KeyError, ValueError):
         pass  # not written yet, or caught mid-write: the next look will do
     return counts

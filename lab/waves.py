@@ -9,10 +9,6 @@ is a run of completions with no gap longer than half the sleep between them.
 import math
 from dataclasses import dataclass
 
-# The lab's endpoints in the order of a burst: python first, as in the original.
-ENDPOINTS = ("python", "postgres")
-
-
 @dataclass(frozen=True)
 class Completion:
     """One answered (or failed) request, timed from the start of its burst."""

@@ -2,7 +2,7 @@
 
 import os
 
-from .params import BadParameter, parse_seconds
+from contract import BadParameter, parse_seconds
 
 
 class ConfigError(ValueError):

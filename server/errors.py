@@ -5,8 +5,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from contract import (BAD_PARAMETER, CLIENT_CLOSED_REQUEST, DATABASE_UNAVAILABLE, POOL_TIMEOUT, TOO_MANY_CONNECTIONS,
+                      BadParameter)
+
 from .db import db
-from .params import BadParameter
 from .views import ClientGone
 
 
@@ -18,7 +20,7 @@ def error_response(status, error, message, **headers):
 
 
 def bad_parameter(exc):
-    return error_response(400, "bad_parameter", str(exc))
+    return error_response(400, BAD_PARAMETER, str(exc))
 
 
 def http_error(exc):
@@ -34,8 +36,8 @@ def http_error(exc):
 
 def client_gone(exc):
     # Nobody reads this answer; the log is what tells (499, as nginx calls it).
-    current_app.logger.warning("499 client_closed_request: the client left; its query was cancelled")
-    return error_response(499, "client_closed_request", "the client closed its connection; the query was cancelled")
+    current_app.logger.warning(f"499 {CLIENT_CLOSED_REQUEST}: the client left; its query was cancelled")
+    return error_response(499, CLIENT_CLOSED_REQUEST, "the client closed its connection; the query was cancelled")
 
 
 def pool_timeout(exc):
@@ -44,8 +46,8 @@ def pool_timeout(exc):
     message = (f"no database connection free within POOL_TIMEOUT={pool.timeout():g}s: "
                f"all {limit} connections (pool_size {pool.size()} + max_overflow "
                f"{limit - pool.size()}) are in use")
-    current_app.logger.warning("503 pool_timeout: %s", message)
-    return error_response(503, "pool_timeout", message, **{"Retry-After": str(max(1, round(pool.timeout())))})
+    current_app.logger.warning("503 %s: %s", POOL_TIMEOUT, message)
+    return error_response(503, POOL_TIMEOUT, message, **{"Retry-After": str(max(1, round(pool.timeout())))})
 
 
 def database_cause(exc):
@@ -62,10 +64,10 @@ def database_error(exc):
     cause = database_cause(exc)
     if any(words in cause for words in TOO_MANY_CONNECTIONS):
         message = f"PostgreSQL refused a new connection: every one of its max_connections slots is taken ({cause})"
-        current_app.logger.warning("503 too_many_connections: %s", message)
-        return error_response(503, "too_many_connections", message, **{"Retry-After": "1"})
-    current_app.logger.warning("503 database_unavailable: %s", cause)
-    return error_response(503, "database_unavailable", f"the database failed: {cause}",
+        current_app.logger.warning("503 %s: %s", TOO_MANY_CONNECTIONS, message)
+        return error_response(503, TOO_MANY_CONNECTIONS, message, **{"Retry-After": "1"})
+    current_app.logger.warning("503 %s: %s", DATABASE_UNAVAILABLE, cause)
+    return error_response(503, DATABASE_UNAVAILABLE, f"the database failed: {cause}",
                           **{"Retry-After": "1"})
 
 

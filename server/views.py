@@ -12,7 +12,7 @@ from sqlalchemy.pool import QueuePool
 
 from . import runtime
 from .db import Todo, database_facts, db
-from .params import BadParameter, sleep_seconds
+from contract import BadParameter, sleep_seconds
 
 bp = Blueprint("lab", __name__)
 

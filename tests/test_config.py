@@ -3,7 +3,7 @@
 import pytest
 
 from server.config import ConfigError, load, sqlalchemy_url
-from server.params import BadParameter, sleep_seconds
+from contract import BadParameter, SecondsOption, sleep_seconds
 
 
 def test_defaults_match_the_original():
@@ -62,3 +62,10 @@ def test_sleep_seconds_parsing():
     for values in (["x"], ["-0.1"], ["60.01"], ["nan"], [""], ["1", "1"]):
         with pytest.raises(BadParameter):
             sleep_seconds(values, default=5.0, maximum=60)
+
+
+def test_a_seconds_option_names_itself_in_its_error():
+    assert SecondsOption("--idle-wait")(" 2.5 ") == "2.5"
+    assert SecondsOption("--idle-wait")("") == ""
+    with pytest.raises(BadParameter, match="^--idle-wait must be a number, got 'abc'$"):
+        SecondsOption("--idle-wait")("abc")

@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from contract import endpoint_of
 from lab.servers import ROOT, free_port
 
 SLEEP = 0.3
@@ -29,7 +30,7 @@ def check_one_burst(prefix, users_per_endpoint):
     by_endpoint = {}
     for row in rows:
         sent = float(row["timestamp"])
-        by_endpoint.setdefault(row["name"].strip("/").rsplit("/", 1)[-1], []).append(
+        by_endpoint.setdefault(endpoint_of(row["name"]), []).append(
             (sent, sent + float(row["response_time_ms"]) / 1000, row["status_code"]))
     assert {e: len(r) for e, r in by_endpoint.items()} == {"python": users_per_endpoint,
                                                            "postgres": users_per_endpoint}

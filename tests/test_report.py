@@ -4,6 +4,7 @@ import csv
 
 import pytest
 
+import contract
 from conftest import facts
 from lab import report
 
@@ -47,14 +48,14 @@ def test_a_burst_log_becomes_waves_a_prediction_and_failure_causes(tmp_path):
 
 
 def test_failure_causes():
-    assert report.classify_failure("200", "") is None
-    assert report.classify_failure("503", "pool_timeout: all 15 connections are in use") == "pool_timeout"
-    assert report.classify_failure("0", "ConnectionRefusedError(111)") == "connection_error"
-    assert report.classify_failure("503", "database_unavailable: the database failed") == "database_unavailable"
-    assert report.classify_failure("500", "internal_server_error: KeyError in the server") == "other"
-    assert report.failure_message(503, '{"error": "pool_timeout", "message": "busy"}') == "pool_timeout: busy"
-    assert report.failure_message(0, "") == "connection_error: no answer from the server"
-    assert report.failure_message(502, "<html>bad gateway</html>") == "HTTP 502"
+    assert contract.failure_cause("200", "") is None
+    assert contract.failure_cause("503", "pool_timeout: all 15 connections are in use") == "pool_timeout"
+    assert contract.failure_cause("0", "ConnectionRefusedError(111)") == "connection_error"
+    assert contract.failure_cause("503", "database_unavailable: the database failed") == "database_unavailable"
+    assert contract.failure_cause("500", "internal_server_error: KeyError in the server") == "other"
+    assert contract.failure_message(503, '{"error": "pool_timeout", "message": "busy"}') == "pool_timeout: busy"
+    assert contract.failure_message(0, "") == "connection_error: no answer from the server"
+    assert contract.failure_message(502, "<html>bad gateway</html>") == "HTTP 502"
 
 
 def test_a_result_file_reads_back_as_written(tmp_path):
