@@ -57,12 +57,12 @@ def database_cause(exc):
 
 # PostgreSQL's words when every connection slot is taken (SQLSTATE 53300, which psycopg2 does
 # not set on an error raised while connecting).
-TOO_MANY_CONNECTIONS = ("too many clients already", "remaining connection slots are reserved")
+REFUSED_WORDS = ("too many clients already", "remaining connection slots are reserved")
 
 
 def database_error(exc):
     cause = database_cause(exc)
-    if any(words in cause for words in TOO_MANY_CONNECTIONS):
+    if any(words in cause for words in REFUSED_WORDS):
         message = f"PostgreSQL refused a new connection: every one of its max_connections slots is taken ({cause})"
         current_app.logger.warning("503 %s: %s", TOO_MANY_CONNECTIONS, message)
         return error_response(503, TOO_MANY_CONNECTIONS, message, **{"Retry-After": "1"})
