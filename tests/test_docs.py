@@ -63,6 +63,11 @@ def links(page):
         yield from INLINE_LINK.findall(CODE_SPAN.sub("", line))
 
 
+def shown(path):
+    """A path as the repository names it, or whole when it lies outside."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def broken_links(page):
     """What is wrong with each relative link of a page: a missing file or an unknown anchor."""
     problems = []
@@ -72,9 +77,9 @@ def broken_links(page):
         path, _, anchor = target.partition("#")
         destination = (page.parent / path).resolve() if path else page
         if not destination.exists():
-            problems.append(f"{target}: no file {destination.relative_to(ROOT)}")
+            problems.append(f"{target}: no file {shown(destination)}")
         elif anchor and destination.suffix == ".md" and anchor not in anchors(destination):
-            problems.append(f"{target}: no heading #{anchor} in {destination.relative_to(ROOT)}")
+            problems.append(f"{target}: no heading #{anchor} in {shown(destination)}")
         elif anchor and destination.suffix != ".md":
             problems.append(f"{target}: an anchor into a file that is not Markdown")
     return problems
@@ -87,7 +92,7 @@ def test_the_pages_exist():
             "design.md"} <= names
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+@pytest.mark.parametrize("page", PAGES, ids=shown)
 def test_every_relative_link_and_anchor_resolves(page):
     assert broken_links(page) == []
 
