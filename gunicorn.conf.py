@@ -82,7 +82,7 @@ def on_starting(server):
 def pools_past_the_ceiling(workers, facts):
     """Why the workers' pools together may ask PostgreSQL for more connections than it accepts, or None.
 
-    `facts` are /db's (server.db.database_facts). Each worker has a pool of its own; NullPool has no limit to check.
+    `facts` are /db's (server.facts.database_facts). Each worker has a pool of its own; NullPool has no limit to check.
     """
     if settings["POOL_CLASS"] == "null":
         return None
@@ -127,7 +127,7 @@ def psycopg_would_block_gevent():
 
     psycopg/waiting.py picks its wait function once, at import: the cooperative ones only when
     _is_select_patched() finds gevent's select patched, and only if PSYCOPG_WAIT_FUNC does not
-    choose one first (see server.runtime.psycopg_waits_through_gevent). Reads psycopg's version
+    choose one first (see server.worker.psycopg_waits_through_gevent). Reads psycopg's version
     from its metadata: importing psycopg here would be exactly the mistake.
     """
     from importlib.metadata import version
@@ -146,10 +146,10 @@ def psycopg_would_block_gevent():
 
 def post_fork(server, worker):
     # Runs before the gevent worker's monkey patching: nothing here may import psycopg.
-    from server import runtime
+    from server.worker import describe
 
     # Read by the app's /pool, so it reports the worker it really runs in.
-    runtime.describe_worker(server.cfg, worker)
+    describe(server.cfg, worker)
     if settings["PSYCOGREEN"]:
         # psycopg2 then waits for the database through gevent, so a query yields to other greenlets.
         from psycogreen.gevent import patch_psycopg
