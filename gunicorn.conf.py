@@ -41,7 +41,7 @@ backlog = somaxconn() or 2048
 def on_starting(server):
     import subprocess
 
-    from server import embedded
+    import embedded_pg
 
     gevent_worker = server.cfg.worker_class_str.startswith("gevent")
     raise_open_files(server, gevent_worker)
@@ -57,10 +57,13 @@ def on_starting(server):
         # Here, not as a module-level `threads`: Gunicorn turns a sync worker with threads into gthread.
         server.cfg.set("threads", settings["THREADS"])
     try:
-        # The master takes the embedded server's handle (when DATABASE_URL is unset); workers inherit the URL.
-        os.environ["DATABASE_URL"] = embedded.database_url(settings["DATABASE_URL"], reaper=True,
-                                                           log=server.log.warning)
-    except embedded.StartError as error:
+        # The master takes the embedded server's handle (when DATABASE_URL is unset); its workers and the
+        # init-db child inherit the URL. A relative EMBEDDED_PGDATA (the default var/pgdata) is the working
+        # directory's: the checkout, where Gunicorn finds this file.
+        os.environ["DATABASE_URL"] = embedded_pg.database_url(
+            settings["DATABASE_URL"], settings["EMBEDDED_PGDATA"], settings["PG_MAX_CONNECTIONS"],
+            with_reaper=True, log=server.log.warning)
+    except embedded_pg.StartError as error:
         sys.exit(f"pool-lab: {error}")
     # Run as a child, so the master never imports the app before its workers patch with gevent;
     # the same child reports the database's ceiling, for the sizing check.
