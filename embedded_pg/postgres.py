@@ -14,7 +14,7 @@ def load_pgserver():
 
 
 def runtime_path():
-    """pgserver's runtime directory (python_PostgresServer in XDG_RUNTIME_DIR, /run/user/<uid> or /tmp/runtime-<uid>)."""
+    """pgserver's runtime directory: python_PostgresServer in XDG_RUNTIME_DIR, /run/user/<uid> or /tmp/runtime-<uid>."""
     return load_pgserver().PostgresServer.runtime_path
 
 

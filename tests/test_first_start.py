@@ -242,3 +242,10 @@ def test_a_handle_list_cut_short_by_a_kill_is_reset(fresh_machine, tmp_path):
         f"pool-lab: {fresh_machine.pgdata / HANDLE_PIDS_FILE} was cut short ('[12') "
         f"by a process killed while writing it: starting it afresh"]
     assert stopped(fresh_machine)
+
+
+def test_the_embedded_database_imports_neither_the_app_nor_the_lab():
+    code = ("import sys, embedded_pg, embedded_pg.reaper\n"
+            "print(sorted({name.split('.')[0] for name in sys.modules} & {'server', 'lab', 'contract'}))")
+    probe = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "[]", probe.stderr
