@@ -1,6 +1,6 @@
 """The lab's start lock: one start of an embedded server at a time, for all of a user's data directories.
 
-The four masters of `honcho start` start at the same moment, and pgserver locks only part of
+The masters of `honcho start` start at the same moment, and pgserver locks only part of
 its start: as root it creates its system user before taking its lock, and it creates the data
 directory outside it. So the lab runs the whole start under one lock of its own, in pgserver's
 runtime directory. Not pgserver's own .lockfile: fcntl locks belong to a process, so pgserver

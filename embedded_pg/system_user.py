@@ -1,4 +1,9 @@
-"""The system user that runs PostgreSQL when the lab runs as root, created before pgserver would."""
+"""The system user that runs PostgreSQL when the lab runs as root, created before pgserver would.
+
+As root, pgserver also opens every parent directory of the data directory, and of its own
+binaries, to group and others (chmod g+rx,o+rx) so that this user can reach them: a checkout
+under /root makes /root readable by everyone.
+"""
 
 import os
 import subprocess

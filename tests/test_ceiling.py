@@ -7,7 +7,6 @@ import json
 import shutil
 from collections import Counter
 
-import psutil
 import psycopg2
 import pytest
 
