@@ -28,9 +28,12 @@ def error_response(status, error, message, **headers):
     return response
 
 
-def contract_error(error, message, **headers):
-    """One of the contract's errors, with the status the contract gives it."""
+def contract_error(error, message, logged=None, **headers):
+    """One of the contract's errors, with the status the contract gives it; `logged`, when given,
+    goes to the server's log as "STATUS error: logged"."""
     status, _meaning = ERRORS[error]
+    if logged is not None:
+        current_app.logger.warning("%d %s: %s", status, error, logged)
     return error_response(status, error, message, **headers)
 
 
@@ -51,9 +54,8 @@ def http_error(exc):
 
 def client_gone(exc):
     # Nobody reads this answer; the log is what tells (499, as nginx calls it).
-    current_app.logger.warning(f"{ERRORS[CLIENT_CLOSED_REQUEST][0]} {CLIENT_CLOSED_REQUEST}: "
-                               f"the client left; its query was cancelled")
-    return contract_error(CLIENT_CLOSED_REQUEST, "the client closed its connection; the query was cancelled")
+    return contract_error(CLIENT_CLOSED_REQUEST, "the client closed its connection; the query was cancelled",
+                          logged="the client left; its query was cancelled")
 
 
 def pool_timeout(exc):
@@ -62,8 +64,7 @@ def pool_timeout(exc):
     size, overflow, timeout = config["POOL_SIZE"], config["MAX_OVERFLOW"], config["POOL_TIMEOUT"]
     message = (f"no database connection free within POOL_TIMEOUT={timeout:g}s: "
                f"all {size + overflow} connections (pool_size {size} + max_overflow {overflow}) are in use")
-    current_app.logger.warning("%d %s: %s", ERRORS[POOL_TIMEOUT][0], POOL_TIMEOUT, message)
-    return contract_error(POOL_TIMEOUT, message, **{"Retry-After": str(max(1, round(timeout)))})
+    return contract_error(POOL_TIMEOUT, message, logged=message, **{"Retry-After": str(max(1, round(timeout)))})
 
 
 # PostgreSQL's words when every connection slot is taken (SQLSTATE 53300, which psycopg2 does
@@ -75,10 +76,9 @@ def database_error(exc):
     cause = database_cause(exc)
     if any(words in cause for words in SLOTS_TAKEN):
         message = f"PostgreSQL refused a new connection: every one of its max_connections slots is taken ({cause})"
-        current_app.logger.warning("%d %s: %s", ERRORS[TOO_MANY_CONNECTIONS][0], TOO_MANY_CONNECTIONS, message)
-        return contract_error(TOO_MANY_CONNECTIONS, message, **{"Retry-After": "1"})
-    current_app.logger.warning("%d %s: %s", ERRORS[DATABASE_UNAVAILABLE][0], DATABASE_UNAVAILABLE, cause)
-    return contract_error(DATABASE_UNAVAILABLE, f"the database failed: {cause}", **{"Retry-After": "1"})
+        return contract_error(TOO_MANY_CONNECTIONS, message, logged=message, **{"Retry-After": "1"})
+    return contract_error(DATABASE_UNAVAILABLE, f"the database failed: {cause}", logged=cause,
+                          **{"Retry-After": "1"})
 
 
 def init_app(app):
