@@ -115,8 +115,8 @@ def raise_open_files(arbiter, gevent_worker):
     needed = arbiter.cfg.worker_connections + settings["POOL_SIZE"] + settings["MAX_OVERFLOW"] + 100
     if gevent_worker and hard != resource.RLIM_INFINITY and needed > hard:
         arbiter.log.warning("pool-lab: worker_connections %d needs about %d open files per worker, more than the "
-                           "hard limit of %d (ulimit -Hn): connections past it fail; lower WORKER_CONNECTIONS "
-                           "or raise the limit", arbiter.cfg.worker_connections, needed, hard)
+                            "hard limit of %d (ulimit -Hn): connections past it fail; lower WORKER_CONNECTIONS "
+                            "or raise the limit", arbiter.cfg.worker_connections, needed, hard)
 
 
 def post_worker_init(worker):
