@@ -38,29 +38,32 @@ control_socket_disable = True
 backlog = somaxconn() or 2048
 
 
-def on_starting(server):
+def on_starting(arbiter):
     import subprocess
 
-    from server import embedded
+    import embedded_pg
 
-    gevent_worker = server.cfg.worker_class_str.startswith("gevent")
-    raise_open_files(server, gevent_worker)
+    gevent_worker = arbiter.cfg.worker_class_str.startswith("gevent")
+    raise_open_files(arbiter, gevent_worker)
     # Refuse a mode that would silently measure something else.
     if settings["PSYCOGREEN"] and not gevent_worker:
         sys.exit(f"pool-lab: PSYCOGREEN=true needs the gevent worker (-k gevent), "
-                 f"not {server.cfg.worker_class_str!r}")
+                 f"not {arbiter.cfg.worker_class_str!r}")
     if settings["DRIVER"] == "psycopg" and gevent_worker:
         blocking = psycopg_would_block_gevent()
         if blocking:
             sys.exit(f"pool-lab: DRIVER=psycopg would block the whole gevent worker in every query: {blocking}")
-    if server.cfg.worker_class_str == "gthread":
+    if arbiter.cfg.worker_class_str == "gthread":
         # Here, not as a module-level `threads`: Gunicorn turns a sync worker with threads into gthread.
-        server.cfg.set("threads", settings["THREADS"])
+        arbiter.cfg.set("threads", settings["THREADS"])
     try:
-        # The master takes the embedded server's handle (when DATABASE_URL is unset); workers inherit the URL.
-        os.environ["DATABASE_URL"] = embedded.database_url(settings["DATABASE_URL"], reaper=True,
-                                                           log=server.log.warning)
-    except embedded.StartError as error:
+        # The master takes the embedded server's handle (when DATABASE_URL is unset); its workers and the
+        # init-db child inherit the URL. A relative EMBEDDED_PGDATA (the default var/pgdata) is the working
+        # directory's: the checkout, where Gunicorn finds this file.
+        os.environ["DATABASE_URL"] = embedded_pg.database_url(
+            settings["DATABASE_URL"], settings["EMBEDDED_PGDATA"], settings["PG_MAX_CONNECTIONS"],
+            with_reaper=True, log=arbiter.log.warning)
+    except embedded_pg.StartError as error:
         sys.exit(f"pool-lab: {error}")
     # Run as a child, so the master never imports the app before its workers patch with gevent;
     # the same child reports the database's ceiling, for the sizing check.
@@ -73,16 +76,16 @@ def on_starting(server):
         last_line = (seeded.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("Error: ")
         sys.exit(f"pool-lab: could not prepare the todo table: {last_line}")
     ready, facts = seeded.stdout.strip().splitlines()[-2:]
-    server.log.info(ready)
-    oversized = pools_past_the_ceiling(server.cfg.workers, json.loads(facts))
+    arbiter.log.info(ready)
+    oversized = pools_past_the_ceiling(arbiter.cfg.workers, json.loads(facts))
     if oversized:
-        server.log.warning("pool-lab: %s", oversized)
+        arbiter.log.warning("pool-lab: %s", oversized)
 
 
 def pools_past_the_ceiling(workers, facts):
     """Why the workers' pools together may ask PostgreSQL for more connections than it accepts, or None.
 
-    `facts` are /db's (server.db.database_facts). Each worker has a pool of its own; NullPool has no limit to check.
+    `facts` are /db's (server.facts.database_facts). Each worker has a pool of its own; NullPool has no limit to check.
     """
     if settings["POOL_CLASS"] == "null":
         return None
@@ -96,7 +99,7 @@ def pools_past_the_ceiling(workers, facts):
             f"requests gets 503 too_many_connections")
 
 
-def raise_open_files(server, gevent_worker):
+def raise_open_files(arbiter, gevent_worker):
     """Every connection a gevent worker holds is a file: let each worker open as many as it serves.
 
     The soft limit (often 1024) goes up to the hard one, which only root can raise; workers
@@ -109,11 +112,11 @@ def raise_open_files(server, gevent_worker):
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # Its clients' connections, its pool's, and some for its logs, listening socket and imports.
-    needed = server.cfg.worker_connections + settings["POOL_SIZE"] + settings["MAX_OVERFLOW"] + 100
+    needed = arbiter.cfg.worker_connections + settings["POOL_SIZE"] + settings["MAX_OVERFLOW"] + 100
     if gevent_worker and hard != resource.RLIM_INFINITY and needed > hard:
-        server.log.warning("pool-lab: worker_connections %d needs about %d open files per worker, more than the "
-                           "hard limit of %d (ulimit -Hn): connections past it fail; lower WORKER_CONNECTIONS "
-                           "or raise the limit", server.cfg.worker_connections, needed, hard)
+        arbiter.log.warning("pool-lab: worker_connections %d needs about %d open files per worker, more than the "
+                            "hard limit of %d (ulimit -Hn): connections past it fail; lower WORKER_CONNECTIONS "
+                            "or raise the limit", arbiter.cfg.worker_connections, needed, hard)
 
 
 def post_worker_init(worker):
@@ -127,7 +130,7 @@ def psycopg_would_block_gevent():
 
     psycopg/waiting.py picks its wait function once, at import: the cooperative ones only when
     _is_select_patched() finds gevent's select patched, and only if PSYCOPG_WAIT_FUNC does not
-    choose one first (see server.runtime.psycopg_waits_through_gevent). Reads psycopg's version
+    choose one first (see server.worker.psycopg_waits_through_gevent). Reads psycopg's version
     from its metadata: importing psycopg here would be exactly the mistake.
     """
     from importlib.metadata import version
@@ -144,12 +147,12 @@ def psycopg_would_block_gevent():
     return None
 
 
-def post_fork(server, worker):
+def post_fork(arbiter, worker):
     # Runs before the gevent worker's monkey patching: nothing here may import psycopg.
-    from server import runtime
+    from server.worker import describe
 
     # Read by the app's /pool, so it reports the worker it really runs in.
-    runtime.describe_worker(server.cfg, worker)
+    describe(arbiter.cfg, worker)
     if settings["PSYCOGREEN"]:
         # psycopg2 then waits for the database through gevent, so a query yields to other greenlets.
         from psycogreen.gevent import patch_psycopg

@@ -250,10 +250,12 @@ def main(argv=None):
         started = time.time()
         env = {"socket": {}}
         if any(c.database == "tcp" for c in cases):
-            from server import embedded
+            import embedded_pg
+            from server.config import pg_max_connections
 
             out.mkdir(parents=True, exist_ok=True)
-            _, tcp_url, _ = embedded.start_on_tcp((out / "tcp-pgdata").resolve(), free_port())
+            _, tcp_url, _ = embedded_pg.start_on_tcp((out / "tcp-pgdata").resolve(), free_port(),
+                                                     pg_max_connections())
             env["tcp"] = {"DATABASE_URL": tcp_url}
         results = run_all([Measurement(c.name, c.mode, c.profile, sleep if args.quick else c.sleep or sleep, c.requests,
                                        (c.endpoint,), {**env[c.database], **c.server}, c.spawn_rate)

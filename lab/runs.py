@@ -110,10 +110,12 @@ def run_all(measurements, out, use_running=False):
     out.mkdir(parents=True, exist_ok=True)
     environment = {}
     if not use_running:
-        from server import embedded
+        import embedded_pg
+        from server.config import embedded_pgdata, pg_max_connections
 
         # Held for the whole run, so the database is not restarted between servers.
-        environment["DATABASE_URL"] = embedded.database_url(os.environ.get("DATABASE_URL"))
+        environment["DATABASE_URL"] = embedded_pg.database_url(os.environ.get("DATABASE_URL"),
+                                                               ROOT / embedded_pgdata(), pg_max_connections())
     results = []
     for number, m in enumerate(measurements, start=1):
         print(f"[{number}/{len(measurements)}] {m.name}: {m.requests} requests per endpoint "

@@ -88,6 +88,17 @@ def _database_url(environ, driver):
     return raw
 
 
+# The embedded PostgreSQL's settings, for those that start it (gunicorn.conf.py, the lab): the app never does.
+# The data directory when EMBEDDED_PGDATA is unset: relative, so inside the checkout its callers run from.
+DEFAULT_PGDATA = "var/pgdata"
+
+
+def embedded_pgdata(environ=None):
+    """The embedded PostgreSQL's data directory, as given (a relative one is the caller's to resolve)."""
+    environ = os.environ if environ is None else environ
+    return environ.get("EMBEDDED_PGDATA", "").strip() or DEFAULT_PGDATA
+
+
 def pg_max_connections(environ=None):
     """The embedded PostgreSQL's max_connections; None for PostgreSQL's own default (100)."""
     # At least 4: PostgreSQL keeps 3 slots for superusers and needs one more to start.
@@ -128,4 +139,5 @@ def load(environ=None):
         # null: SQLAlchemy's NullPool, a new connection per request.
         "POOL_CLASS": _choice(environ, "POOL_CLASS", POOL_CLASSES),
         "PG_MAX_CONNECTIONS": pg_max_connections(environ),
+        "EMBEDDED_PGDATA": embedded_pgdata(environ),
     }

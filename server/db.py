@@ -1,19 +1,20 @@
 """The database: the Flask-SQLAlchemy extension, the original's Todo table, and init-db."""
 
 import json
-import threading
 import time
 
 import click
-import psutil
-from flask import current_app, g, has_request_context
+from flask import g, has_request_context
 from flask.cli import with_appcontext
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import String, create_engine, delete, event, func, select, text
+from sqlalchemy import String, delete, event, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import NullPool
 
 from .config import sqlalchemy_url
+from .errors import database_cause
+from .facts import database_facts
 from .pool import FairQueuePool
 
 SEED_ROWS = 50
@@ -64,10 +65,6 @@ def init_db(reset=True):
 @with_appcontext
 def init_db_command(if_empty, facts):
     """Create the todo table and its seed rows (idempotent)."""
-    from sqlalchemy.exc import DBAPIError
-
-    from .errors import database_cause
-
     try:
         count = init_db(reset=not if_empty)
         click.echo(f"todo table ready: {count} rows")
@@ -76,7 +73,7 @@ def init_db_command(if_empty, facts):
             # The pool's connection closed first, so only this one of ours counts as open.
             db.session.remove()
             db.engine.dispose()
-            click.echo(json.dumps(database_facts()))
+            click.echo(json.dumps(database_facts(db.engine)))
     except DBAPIError as error:
         # One line that names the cause; Gunicorn's start-up shows it as it is.
         raise click.ClickException(database_cause(error)) from None
@@ -89,37 +86,6 @@ def timed_connect(dialect, connection_record, cargs, cparams):
     if has_request_context():
         g.connect_seconds = g.get("connect_seconds", 0.0) + time.perf_counter() - started
     return connection
-
-
-# What PostgreSQL says of its own ceiling. Client backends only: not its own background processes.
-CEILING_QUERY = text("""
-    SELECT current_setting('max_connections')::int AS max_connections,
-           current_setting('superuser_reserved_connections')::int AS superuser_reserved_connections,
-           (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
-           (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS open_connections,
-           current_setting('server_version') AS server_version,
-           pg_backend_pid() AS backend_pid""")
-_ceiling_lock = threading.Lock()  # created in the worker, after gevent's patching: a greenlet lock there
-
-
-def database_facts():
-    """What the database says of itself, on a connection of its own that is kept open: /db must
-    answer while a burst holds every pooled connection, and even at max_connections."""
-    extensions = current_app.extensions
-    if "pool_lab_ceiling" not in extensions:
-        extensions["pool_lab_ceiling"] = create_engine(db.engine.url, poolclass=StaticPool, pool_pre_ping=True)
-    with _ceiling_lock, extensions["pool_lab_ceiling"].connect() as connection:
-        facts = dict(connection.execute(CEILING_QUERY).mappings().one())
-    # Slots held back from the lab's role, and those a new connection of it can still take.
-    facts["reserved"] = 0 if facts["superuser"] else facts["superuser_reserved_connections"]
-    facts["accepts"] = max(facts["max_connections"] - facts["reserved"] - facts["open_connections"], 0)
-    # The server's main process, when the database runs on this machine: whose backends'
-    # memory a load generator here can sample.
-    try:
-        facts["postmaster_pid"] = psutil.Process(facts.pop("backend_pid")).ppid()
-    except psutil.Error:
-        facts["postmaster_pid"] = None
-    return facts
 
 
 def init_app(app):

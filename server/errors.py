@@ -1,15 +1,24 @@
-"""Every error as JSON that names its cause; the worker keeps serving."""
+"""Every error as JSON that names its cause; the worker keeps serving.
+
+Imports nothing of the app: db and views import from here (database_cause, ClientGone).
+"""
 
 from flask import current_app, jsonify
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from contract import (BAD_PARAMETER, CLIENT_CLOSED_REQUEST, DATABASE_UNAVAILABLE, POOL_TIMEOUT, TOO_MANY_CONNECTIONS,
-                      BadParameter)
+from contract import (BAD_PARAMETER, CLIENT_CLOSED_REQUEST, DATABASE_UNAVAILABLE, ERRORS, POOL_TIMEOUT,
+                      TOO_MANY_CONNECTIONS, BadParameter)
 
-from .db import db
-from .views import ClientGone
+
+class ClientGone(Exception):
+    """The client closed its connection while its query ran; the query was cancelled."""
+
+
+def database_cause(exc):
+    """The driver's first line: it names the cause (refused, terminated) without the SQL or the URL."""
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
 
 
 def error_response(status, error, message, **headers):
@@ -19,8 +28,17 @@ def error_response(status, error, message, **headers):
     return response
 
 
+def contract_error(error, message, logged=None, **headers):
+    """One of the contract's errors, with the status the contract gives it; `logged`, when given,
+    goes to the server's log as "STATUS error: logged"."""
+    status, _meaning = ERRORS[error]
+    if logged is not None:
+        current_app.logger.warning("%d %s: %s", status, error, logged)
+    return error_response(status, error, message, **headers)
+
+
 def bad_parameter(exc):
-    return error_response(400, BAD_PARAMETER, str(exc))
+    return contract_error(BAD_PARAMETER, str(exc))
 
 
 def http_error(exc):
@@ -36,38 +54,30 @@ def http_error(exc):
 
 def client_gone(exc):
     # Nobody reads this answer; the log is what tells (499, as nginx calls it).
-    current_app.logger.warning(f"499 {CLIENT_CLOSED_REQUEST}: the client left; its query was cancelled")
-    return error_response(499, CLIENT_CLOSED_REQUEST, "the client closed its connection; the query was cancelled")
+    return contract_error(CLIENT_CLOSED_REQUEST, "the client closed its connection; the query was cancelled",
+                          logged="the client left; its query was cancelled")
 
 
 def pool_timeout(exc):
-    pool = db.engine.pool
-    limit = pool.size() + current_app.config["MAX_OVERFLOW"]
-    message = (f"no database connection free within POOL_TIMEOUT={pool.timeout():g}s: "
-               f"all {limit} connections (pool_size {pool.size()} + max_overflow "
-               f"{limit - pool.size()}) are in use")
-    current_app.logger.warning("503 %s: %s", POOL_TIMEOUT, message)
-    return error_response(503, POOL_TIMEOUT, message, **{"Retry-After": str(max(1, round(pool.timeout())))})
-
-
-def database_cause(exc):
-    """The driver's first line: it names the cause (refused, terminated) without the SQL or the URL."""
-    return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    # The pool that timed out was built from these settings (db.init_app); NullPool never times out.
+    config = current_app.config
+    size, overflow, timeout = config["POOL_SIZE"], config["MAX_OVERFLOW"], config["POOL_TIMEOUT"]
+    message = (f"no database connection free within POOL_TIMEOUT={timeout:g}s: "
+               f"all {size + overflow} connections (pool_size {size} + max_overflow {overflow}) are in use")
+    return contract_error(POOL_TIMEOUT, message, logged=message, **{"Retry-After": str(max(1, round(timeout)))})
 
 
 # PostgreSQL's words when every connection slot is taken (SQLSTATE 53300, which psycopg2 does
 # not set on an error raised while connecting).
-REFUSED_WORDS = ("too many clients already", "remaining connection slots are reserved")
+SLOTS_TAKEN = ("too many clients already", "remaining connection slots are reserved")
 
 
 def database_error(exc):
     cause = database_cause(exc)
-    if any(words in cause for words in REFUSED_WORDS):
+    if any(words in cause for words in SLOTS_TAKEN):
         message = f"PostgreSQL refused a new connection: every one of its max_connections slots is taken ({cause})"
-        current_app.logger.warning("503 %s: %s", TOO_MANY_CONNECTIONS, message)
-        return error_response(503, TOO_MANY_CONNECTIONS, message, **{"Retry-After": "1"})
-    current_app.logger.warning("503 %s: %s", DATABASE_UNAVAILABLE, cause)
-    return error_response(503, DATABASE_UNAVAILABLE, f"the database failed: {cause}",
+        return contract_error(TOO_MANY_CONNECTIONS, message, logged=message, **{"Retry-After": "1"})
+    return contract_error(DATABASE_UNAVAILABLE, f"the database failed: {cause}", logged=cause,
                           **{"Retry-After": "1"})
 
 
@@ -77,3 +87,4 @@ def init_app(app):
     app.register_error_handler(PoolTimeoutError, pool_timeout)
     app.register_error_handler(DBAPIError, database_error)
     app.register_error_handler(ClientGone, client_gone)
+

@@ -1,4 +1,4 @@
-"""The lab's endpoints: two ways to sleep, and a look at the connection pool."""
+"""The lab's endpoints: two ways to sleep, and a look at the pool and the database (facts)."""
 
 import os
 import socket
@@ -8,17 +8,14 @@ from contextlib import contextmanager
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import QueuePool
 
-from . import runtime
-from .db import Todo, database_facts, db
-from contract import BadParameter, sleep_seconds
+from contract import DB_PATH, POOL_PATH, BadParameter, sleep_path, sleep_seconds
+
+from . import facts, worker
+from .db import Todo, db
+from .errors import ClientGone
 
 bp = Blueprint("lab", __name__)
-
-
-class ClientGone(Exception):
-    """The client closed its connection while its query ran; the query was cancelled."""
 
 
 def requested_seconds():
@@ -43,7 +40,7 @@ def sleep_response(endpoint, seconds, started, **extra):
         # the benchmark splits a request's time into load generator, server and database.
         started_at=round(started, 6),
         finished_at=round(finished, 6),
-        mode=runtime.worker().get("mode"),
+        mode=worker.described().get("mode"),
         pid=os.getpid(),
         **extra,
     )
@@ -58,7 +55,7 @@ def cancelled_when_the_client_leaves(connection):
     socket while the request's greenlet waits for PostgreSQL. Elsewhere nothing can watch.
     """
     client = request.environ.get("gunicorn.socket")
-    if client is None or not (runtime.gevent_patched() and runtime.query_yields(db.engine.dialect.driver)):
+    if client is None or not (worker.gevent_patched() and worker.query_yields(db.engine.dialect.driver)):
         yield
         return
     import gevent
@@ -89,15 +86,15 @@ def cancelled_when_the_client_leaves(connection):
 @bp.get("/")
 def index():
     """What the lab serves, for whoever starts at the root."""
-    return jsonify(mode=runtime.worker().get("mode"), endpoints={
-        "/sleep/python/?seconds=S": "time.sleep(S) in the worker, no database",
-        "/sleep/postgres/?seconds=S": "SELECT pg_sleep(S) on a pooled connection",
-        "/pool": "the pool and the worker: the facts a prediction is made from",
-        "/db": "what the database says of its ceiling: max_connections, connections open",
+    return jsonify(mode=worker.described().get("mode"), endpoints={
+        f"{sleep_path('python')}?seconds=S": "time.sleep(S) in the worker, no database",
+        f"{sleep_path('postgres')}?seconds=S": "SELECT pg_sleep(S) on a pooled connection",
+        POOL_PATH: "the pool and the worker: the facts a prediction is made from",
+        DB_PATH: "what the database says of its ceiling: max_connections, connections open",
     })
 
 
-@bp.get("/sleep/python/")
+@bp.get(sleep_path("python"))
 def python_sleep():
     seconds = requested_seconds()
     started = time.time()
@@ -107,7 +104,7 @@ def python_sleep():
     return sleep_response("python", seconds, started)
 
 
-@bp.get("/sleep/postgres/")
+@bp.get(sleep_path("postgres"))
 def postgres_sleep():
     seconds = requested_seconds()
     started = time.time()
@@ -127,56 +124,13 @@ def postgres_sleep():
                           connect_seconds=round(g.get("connect_seconds", 0.0), 6))
 
 
-def pool_counts(pool):
-    if not isinstance(pool, QueuePool):
-        # NullPool keeps no connection and sets no limit: none of these apply.
-        return dict.fromkeys(("pool_size", "max_overflow", "pool_limit", "timeout", "checked_out", "checked_in",
-                              "overflow", "open_connections"))
-    return {
-        "pool_size": pool.size(),
-        "max_overflow": current_app.config["MAX_OVERFLOW"],
-        # The most connections the pool hands out at once: queries beyond it wait.
-        "pool_limit": pool.size() + current_app.config["MAX_OVERFLOW"],
-        "timeout": pool.timeout(),
-        "checked_out": pool.checkedout(),
-        "checked_in": pool.checkedin(),
-        # SQLAlchemy's own count: connections beyond pool_size, negative until the pool has filled.
-        "overflow": pool.overflow(),
-        "open_connections": pool.checkedin() + pool.checkedout(),
-    }
-
-
-@bp.get("/db")
+@bp.get(DB_PATH)
 def database_status():
     """What the database says of itself: the ceiling a prediction without a pool limit needs."""
-    return jsonify(database_facts())
+    return jsonify(facts.database_facts(db.engine))
 
 
-@bp.get("/pool")
+@bp.get(POOL_PATH)
 def pool_status():
     """The pool and the worker as they are: the facts a load generator predicts waves from."""
-    pool = db.engine.pool
-    worker = runtime.worker()
-    # The driver the engine really loaded, whatever the settings meant it to be.
-    driver = db.engine.dialect.driver
-    return jsonify(
-        pool_class=f"{type(pool).__module__}.{type(pool).__qualname__}",
-        **pool_counts(pool),
-        # The Procfile process, and what its worker can overlap.
-        mode=worker.get("mode"),
-        concurrency=runtime.concurrency(driver),
-        worker_class=worker.get("worker_class"),
-        worker_concurrency=worker.get("worker_concurrency", 1),
-        workers=worker.get("workers", 1),
-        # The cores this process may run on: what its workers' CPU can spread over (lab.waves).
-        cpus=len(os.sched_getaffinity(0)),
-        driver=driver,
-        driver_version=db.engine.dialect.dbapi.__version__.split()[0],
-        query_yields=runtime.query_yields(driver),
-        psycogreen=runtime.psycogreen_active(),
-        pid=os.getpid(),
-        database=db.engine.url.render_as_string(hide_password=True),
-        # What ?seconds= defaults to and may reach: load generators predict waves from these.
-        sleep_seconds=current_app.config["SLEEP_SECONDS"],
-        max_sleep_seconds=current_app.config["MAX_SLEEP_SECONDS"],
-    )
+    return jsonify(facts.pool_facts(db.engine))

@@ -14,7 +14,8 @@ import pytest
 from fresh_machine import FreshMachine
 from lab.servers import start_mode
 from lab.waves import Completion
-from server import create_app, embedded
+import embedded_pg
+from server import create_app
 
 # Short enough to keep the suite fast, long enough to stand far above the machine's noise.
 SLEEP = 0.5
@@ -31,11 +32,12 @@ def private_directory(prefix):
 
 @pytest.fixture(scope="session")
 def database_url():
-    """DATABASE_URL when set, else an embedded PostgreSQL of the suite's own."""
+    """DATABASE_URL when set, else an embedded PostgreSQL of the suite's own, with PostgreSQL's own
+    max_connections (test_ceiling starts a walled one of its own)."""
     root = private_directory("pool-lab-suite-")
-    yield embedded.database_url(os.environ.get("DATABASE_URL"), root / "pgdata")
+    yield embedded_pg.database_url(os.environ.get("DATABASE_URL"), root / "pgdata")
     if (root / "pgdata").exists():
-        embedded.start(root / "pgdata").cleanup()  # this process's handle: the server stops first
+        embedded_pg.start(root / "pgdata").cleanup()  # this process's handle: the server stops first
     shutil.rmtree(root, ignore_errors=True)
 
 

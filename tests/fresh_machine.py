@@ -18,9 +18,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from embedded_pg import SYSTEM_USER
 from lab.servers import BIN_PATH
 
-SYSTEM_USER = "pgserver"
 # Where useradd and groupadd keep a user; every line of the system user goes from the copy.
 USER_FILES = ("passwd", "shadow", "group", "gshadow", "subuid", "subgid")
 # sh -c SCRIPT ETC_COPY COMMAND...: $0 is the copy, "$@" the command.

@@ -1,8 +1,14 @@
 """The Flask app on a real PostgreSQL: init-db, input checking, and what /pool may show."""
 
+import ast
+import os
+import subprocess
+import sys
+
 import pytest
 from sqlalchemy import func, select, update
 
+from lab.servers import BIN_PATH, ROOT
 from server.db import SEED_ROWS, Todo, db
 
 
@@ -92,3 +98,61 @@ def test_pool_never_shows_the_password(lab, database_url):
     assert "s3cret-pw" not in server.log()
     # Loopback only, by default.
     assert f"Listening at: {server.url} " in server.log() and server.url.startswith("http://127.0.0.1:")
+
+
+NO_DATABASE_URL = ("pool-lab: DATABASE_URL is not set: the app starts no database of its own; set it "
+                   "(postgresql://user:password@host:port/dbname), or run the modes with honcho start, whose "
+                   "Gunicorn starts the embedded PostgreSQL")
+
+
+def test_without_a_database_url_the_app_starts_nothing_and_says_so_in_one_line(monkeypatch):
+    from server import create_app
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        create_app({"TESTING": True})
+    assert str(stopped.value) == NO_DATABASE_URL
+
+
+@pytest.mark.parametrize("argv", [["flask", "--app", "server", "init-db"],
+                                  [sys.executable, "-c", "import server; server.create_app()"]])
+def test_without_a_database_url_commands_stop_with_one_line_and_no_database(argv, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    # Where an embedded start would create its data directory, were one started.
+    env.update(PATH=BIN_PATH, EMBEDDED_PGDATA=str(tmp_path / "pgdata"))
+    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert (result.stdout, result.stderr) == ("", NO_DATABASE_URL + "\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def imports_within(package):
+    """{module: the modules of `package` it imports}, read from the source, function bodies too."""
+    root = ROOT / package
+    graph = {}
+    for path in root.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found |= {node.module} if node.module else {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"{package}."):
+                found.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith(f"{package}.")}
+        graph[path.stem] = found - {path.stem}
+    return graph
+
+
+def test_the_app_modules_import_one_way_and_only_create_app_imports_the_views():
+    graph = imports_within("server")
+    assert [module for module, imported in graph.items() if "views" in imported] == ["__init__"]
+    # A circle would make some module reach itself.
+    for module in graph:
+        reached, todo = set(), list(graph[module])
+        while todo:
+            name = todo.pop()
+            if name not in reached:
+                reached.add(name)
+                todo.extend(graph.get(name, ()))
+        assert module not in reached, f"server.{module} imports itself through {sorted(reached)}"
+

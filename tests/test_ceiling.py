@@ -1,20 +1,19 @@
 """Past the pool: NullPool, PostgreSQL's max_connections, and what a connection costs.
 
-A server of the suite's own with PG_MAX_CONNECTIONS=20, so the wall is reached by a burst of 30.
+A server of the suite's own with max_connections 20, so the wall is reached by a burst of 30.
 """
 
 import json
 import shutil
 from collections import Counter
 
-import psutil
 import psycopg2
 import pytest
 
 from conftest import SLEEP, private_directory
 from lab.servers import start_mode
 from lab.waves import group_waves, predict
-from server import embedded
+import embedded_pg
 
 MAX_CONNECTIONS = 20
 
@@ -22,11 +21,7 @@ MAX_CONNECTIONS = 20
 @pytest.fixture(scope="module")
 def walled_database():
     root = private_directory("pool-lab-walled-")
-    # Only for this start: set for the whole module, the setting would also reach the suite's
-    # shared database when this module is the first to ask for it (pytest tests/test_ceiling.py ...).
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PG_MAX_CONNECTIONS", str(MAX_CONNECTIONS))
-        database = embedded.start(root / "pgdata")
+    database = embedded_pg.start(root / "pgdata", MAX_CONNECTIONS)
     yield database
     database.cleanup()
     shutil.rmtree(root, ignore_errors=True)
@@ -111,7 +106,7 @@ def test_backend_memory_can_be_sampled(nullpool, walled_database):
 def test_nullpool_over_loopback_tcp_opens_a_connection_per_request(pgdata, tmp_path, fire):
     from lab.servers import free_port
 
-    database, tcp_url, socket_url = embedded.start_on_tcp(pgdata, free_port())
+    database, tcp_url, socket_url = embedded_pg.start_on_tcp(pgdata, free_port())
     server = start_mode("nullpool", {"DATABASE_URL": tcp_url}, tmp_path / "nullpool-tcp.log")
     try:
         assert "@127.0.0.1:" in server.get_json("/pool")[1]["database"]

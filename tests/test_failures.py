@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SLEEP
 from lab.servers import start_mode
-from server import embedded
+import embedded_pg
 
 BAD_QUERIES = ["seconds=", "seconds=abc", "seconds=-1", "seconds=nan", "seconds=inf", "seconds=1e309",
                "seconds=61", "seconds=1&seconds=2", "seconds=" + "9" * 200]
@@ -102,7 +102,7 @@ def test_pool_timeout_is_a_503_that_names_the_limit_with_retry_after(lab):
 @pytest.fixture
 def own_database(pgdata):
     """An embedded PostgreSQL of this test's own, which it may stop and start."""
-    database = embedded.start(pgdata)
+    database = embedded_pg.start(pgdata)
     yield database
     database.cleanup()
 

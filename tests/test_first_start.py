@@ -14,26 +14,31 @@ import time
 
 import pytest
 
+from embedded_pg import SYSTEM_USER
+from embedded_pg.handles import HANDLE_PIDS_FILE
+from embedded_pg.lock import START_LOCK_FILE
+from embedded_pg.reaper import REAPER_LOCK_FILE
 from lab.servers import PROCFILE, ROOT, free_port
-from server import embedded
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")),
                                 reason="DATABASE_URL replaces the embedded server")
 
-# Waits until told, starts (or joins) the embedded server, queries it, prints its postmaster's
-# pid, then holds its handle until told again.
+# Waits until told, starts (or joins) the embedded server on the machine's data directory, queries
+# it, prints its postmaster's pid, then holds its handle until told again.
 STARTER = textwrap.dedent("""
+    import os
     import sys
     import psycopg2
-    from server import embedded
-    embedded._pgserver()  # imported now, so that the starts leave together when told
+    import embedded_pg
+    from embedded_pg.postgres import load_pgserver
+    load_pgserver()  # imported now, so that the starts leave together when told
     print("ready", flush=True)
     sys.stdin.readline()
-    server = embedded.start()
-    with psycopg2.connect(server.get_uri()) as connection, connection.cursor() as cursor:
+    postgres = embedded_pg.start(os.environ["EMBEDDED_PGDATA"])
+    with psycopg2.connect(postgres.get_uri()) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
-    print(server.get_pid(), flush=True)
+    print(postgres.get_pid(), flush=True)
     sys.stdin.readline()
 """)
 
@@ -110,7 +115,7 @@ def test_four_starts_at_once_on_a_fresh_machine_share_one_server(fresh_machine, 
 def test_a_group_left_without_its_user_is_reused(fresh_machine, tmp_path):
     """A useradd killed halfway leaves the `pgserver` group but no user; a plain useradd then fails forever."""
     fresh_machine.require_private_etc()
-    assert fresh_machine.run(["groupadd", "pgserver"]).returncode == 0
+    assert fresh_machine.run(["groupadd", SYSTEM_USER]).returncode == 0
     [[_, _, gid, *_]] = fresh_machine.entries("group")
 
     returncode, stderr = start_one(fresh_machine, tmp_path)
@@ -216,8 +221,7 @@ def hold_and_die(paths):
 def test_lock_files_left_by_a_killed_start_are_harmless(fresh_machine, tmp_path):
     runtime = fresh_machine.runtime / "python_PostgresServer"
     fresh_machine.pgdata.mkdir()
-    hold_and_die([runtime / embedded.START_LOCK_FILE, runtime / ".lockfile",
-                  fresh_machine.pgdata / embedded.REAPER_LOCK_FILE])
+    hold_and_die([runtime / START_LOCK_FILE, runtime / ".lockfile", fresh_machine.pgdata / REAPER_LOCK_FILE])
     returncode, stderr = start_one(fresh_machine, tmp_path)
     assert returncode == 0, stderr
     # The reaper's lock file alone would make initdb refuse the data directory.
@@ -231,10 +235,17 @@ def test_a_handle_list_cut_short_by_a_kill_is_reset(fresh_machine, tmp_path):
     returncode, stderr = start_one(fresh_machine, tmp_path / "first")
     assert returncode == 0, stderr
     # pgserver rewrites this list in place: a process killed while writing leaves half of it.
-    (fresh_machine.pgdata / embedded.HANDLE_PIDS_FILE).write_text("[12")
+    (fresh_machine.pgdata / HANDLE_PIDS_FILE).write_text("[12")
     returncode, stderr = start_one(fresh_machine, tmp_path)
     assert returncode == 0, stderr
     assert stderr.strip().splitlines() == [
-        f"pool-lab: {fresh_machine.pgdata / embedded.HANDLE_PIDS_FILE} was cut short ('[12') "
+        f"pool-lab: {fresh_machine.pgdata / HANDLE_PIDS_FILE} was cut short ('[12') "
         f"by a process killed while writing it: starting it afresh"]
     assert stopped(fresh_machine)
+
+
+def test_the_embedded_database_imports_neither_the_app_nor_the_lab():
+    code = ("import sys, embedded_pg, embedded_pg.reaper\n"
+            "print(sorted({name.split('.')[0] for name in sys.modules} & {'server', 'lab', 'contract'}))")
+    probe = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "[]", probe.stderr

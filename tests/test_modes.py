@@ -117,7 +117,7 @@ if sys.argv[2] == "before":
 from gevent import monkey
 monkey.patch_all()
 import gevent, psycopg
-from server.runtime import psycopg_waits_through_gevent
+from server.worker import psycopg_waits_through_gevent
 
 def query():
     with psycopg.connect(sys.argv[1]) as connection:

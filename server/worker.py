@@ -1,4 +1,8 @@
-"""What this worker really runs on, read from the process itself: the facts a prediction needs."""
+"""The worker this app runs in, read from the process itself: what it can overlap, and whether its queries yield.
+
+Imported by gunicorn.conf.py's post_fork before the gevent worker's monkey patching: nothing
+at its top may import Flask, SQLAlchemy or a driver.
+"""
 
 import json
 import os
@@ -8,8 +12,8 @@ import sys
 WORKER_VARIABLE = "POOL_LAB_WORKER"
 
 
-def describe_worker(cfg, worker):
-    """Record, for the app in this worker, what Gunicorn runs it in (called in post_fork)."""
+def describe(cfg, worker):
+    """Record, for the app in this Gunicorn `worker`, what Gunicorn runs it in (called in post_fork)."""
     from gunicorn.workers.base_async import AsyncWorker
     from gunicorn.workers.gthread import ThreadWorker
 
@@ -29,7 +33,8 @@ def describe_worker(cfg, worker):
     })
 
 
-def worker():
+def described():
+    """What describe() recorded, or {}."""
     return json.loads(os.environ.get(WORKER_VARIABLE) or "{}")
 
 
@@ -78,4 +83,4 @@ def concurrency(driver):
     """The lab's name for what this worker can overlap (what the mode is, not which mode)."""
     if gevent_patched():
         return "green" if query_yields(driver) else "gevent"
-    return "threads" if worker().get("worker_concurrency", 1) > 1 else "sync"
+    return "threads" if described().get("worker_concurrency", 1) > 1 else "sync"

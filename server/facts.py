@@ -1,0 +1,93 @@
+"""What /pool and /db report: the pool and the worker as they are, and what the database says of its ceiling.
+
+A load generator predicts a burst's waves from these facts (lab.waves).
+"""
+
+import os
+import threading
+
+import psutil
+from flask import current_app
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import QueuePool, StaticPool
+
+from . import worker
+
+
+def pool_counts(pool):
+    if not isinstance(pool, QueuePool):
+        # NullPool keeps no connection and sets no limit: none of these apply.
+        return dict.fromkeys(("pool_size", "max_overflow", "pool_limit", "timeout", "checked_out", "checked_in",
+                              "overflow", "open_connections"))
+    return {
+        "pool_size": pool.size(),
+        "max_overflow": current_app.config["MAX_OVERFLOW"],
+        # The most connections the pool hands out at once: queries beyond it wait.
+        "pool_limit": pool.size() + current_app.config["MAX_OVERFLOW"],
+        "timeout": pool.timeout(),
+        "checked_out": pool.checkedout(),
+        "checked_in": pool.checkedin(),
+        # SQLAlchemy's own count: connections beyond pool_size, negative until the pool has filled.
+        "overflow": pool.overflow(),
+        "open_connections": pool.checkedin() + pool.checkedout(),
+    }
+
+
+def pool_facts(engine):
+    """/pool: the engine's pool and the worker it serves in."""
+    pool = engine.pool
+    described = worker.described()
+    # The driver the engine really loaded, whatever the settings meant it to be.
+    driver = engine.dialect.driver
+    return {
+        "pool_class": f"{type(pool).__module__}.{type(pool).__qualname__}",
+        **pool_counts(pool),
+        # The Procfile process, and what its worker can overlap.
+        "mode": described.get("mode"),
+        "concurrency": worker.concurrency(driver),
+        "worker_class": described.get("worker_class"),
+        "worker_concurrency": described.get("worker_concurrency", 1),
+        "workers": described.get("workers", 1),
+        # The cores this process may run on: what its workers' CPU can spread over (lab.waves).
+        "cpus": len(os.sched_getaffinity(0)),
+        "driver": driver,
+        "driver_version": engine.dialect.dbapi.__version__.split()[0],
+        "query_yields": worker.query_yields(driver),
+        "psycogreen": worker.psycogreen_active(),
+        "pid": os.getpid(),
+        "database": engine.url.render_as_string(hide_password=True),
+        # What ?seconds= defaults to and may reach: load generators predict waves from these.
+        "sleep_seconds": current_app.config["SLEEP_SECONDS"],
+        "max_sleep_seconds": current_app.config["MAX_SLEEP_SECONDS"],
+    }
+
+
+# What PostgreSQL says of its own ceiling. Client backends only: not its own background processes.
+CEILING_QUERY = text("""
+    SELECT current_setting('max_connections')::int AS max_connections,
+           current_setting('superuser_reserved_connections')::int AS superuser_reserved_connections,
+           (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+           (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS open_connections,
+           current_setting('server_version') AS server_version,
+           pg_backend_pid() AS backend_pid""")
+_ceiling_lock = threading.Lock()  # created in the worker, after gevent's patching: a greenlet lock there
+
+
+def database_facts(engine):
+    """/db: what the database of `engine` says of itself, on a connection of its own that is kept
+    open: /db must answer while a burst holds every pooled connection, and even at max_connections."""
+    extensions = current_app.extensions
+    if "pool_lab_ceiling" not in extensions:
+        extensions["pool_lab_ceiling"] = create_engine(engine.url, poolclass=StaticPool, pool_pre_ping=True)
+    with _ceiling_lock, extensions["pool_lab_ceiling"].connect() as connection:
+        facts = dict(connection.execute(CEILING_QUERY).mappings().one())
+    # Slots held back from the lab's role, and those a new connection of it can still take.
+    facts["reserved"] = 0 if facts["superuser"] else facts["superuser_reserved_connections"]
+    facts["accepts"] = max(facts["max_connections"] - facts["reserved"] - facts["open_connections"], 0)
+    # The server's main process, when the database runs on this machine: whose backends'
+    # memory a load generator here can sample.
+    try:
+        facts["postmaster_pid"] = psutil.Process(facts.pop("backend_pid")).ppid()
+    except psutil.Error:
+        facts["postmaster_pid"] = None
+    return facts
