@@ -17,8 +17,8 @@ from pathlib import Path
 
 from contract import ENDPOINTS, endpoint_of
 
-from . import report
-from .servers import PROCFILE, ROOT, LabServer, start_mode
+from . import files
+from .servers import PROCFILE, ROOT, RunningMode, start_mode
 
 # locustfile.py's user class for each endpoint.
 USER_CLASSES = {"python": "PythonSleepUser", "postgres": "PostgresSleepUser"}
@@ -119,7 +119,7 @@ def run_all(measurements, out, use_running=False):
         print(f"[{number}/{len(measurements)}] {m.name}: {m.requests} requests per endpoint "
               f"({', '.join(m.endpoints)}), {m.sleep:g} s sleeps", flush=True)
         if use_running:
-            server = LabServer(m.mode, f"http://127.0.0.1:{default_port(m.mode)}")
+            server = RunningMode(m.mode, f"http://127.0.0.1:{default_port(m.mode)}")
         else:
             server = start_mode(m.mode, {**environment, **m.env}, out / f"{m.slug}_server.log")
         Path(f"{out / m.slug}_result.json").unlink(missing_ok=True)  # a file of an earlier run is no result
@@ -129,7 +129,7 @@ def run_all(measurements, out, use_running=False):
             server.stop()
         if not Path(f"{out / m.slug}_result.json").exists():
             raise RuntimeError(f"{m.name}: Locust answered nothing (exit {code}); see {out / m.slug}_locust.log")
-        results.append(Result(m, *report.read_result(f"{out / m.slug}_result.json")))
+        results.append(Result(m, *files.read_result(f"{out / m.slug}_result.json")))
     return results
 
 

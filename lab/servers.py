@@ -26,8 +26,8 @@ def free_port():
 
 
 @dataclass
-class LabServer:
-    """One mode of the lab, at `url`; `process` is None for a server someone else runs."""
+class RunningMode:
+    """One running Procfile mode of the lab, at `url`; `process` is None for a mode someone else runs."""
     mode: str
     url: str
     process: subprocess.Popen | None = None
@@ -72,7 +72,7 @@ def start_mode(mode, environment, log_path, timeout=60):
     with open(log_path, "w") as log:
         process = subprocess.Popen(PROCFILE[mode], shell=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = LabServer(mode, f"http://127.0.0.1:{port}", process, Path(log_path))
+    server = RunningMode(mode, f"http://127.0.0.1:{port}", process, Path(log_path))
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
