@@ -21,4 +21,4 @@ def register(events):
 
 def build(environment, **kwargs):
     """This process's components, for its runner's role."""
-    return role_for(environment.runner)(environment)
+    return role_for(type(environment.runner))(environment)

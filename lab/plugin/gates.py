@@ -37,6 +37,9 @@ class Gates:
         return sum(counts.get(cls.__name__, 0) for cls in self.environment.user_classes
                    if cls.endpoint == endpoint and cls.tasks)
 
+    def is_open(self, endpoint):
+        return self._gates[endpoint].is_set()
+
     def wait_turn(self, endpoint):
         self._gates[endpoint].wait()
 

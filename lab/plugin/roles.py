@@ -73,10 +73,10 @@ class Worker:
         self.answers = AnswerSender(environment, self.options, self.gates)
 
 
-def role_for(runner):
-    """The role class for this process's runner."""
-    if isinstance(runner, MasterRunner):
+def role_for(runner_class):
+    """The role for a runner of this class: Locust's LocalRunner (or any other) is one process."""
+    if issubclass(runner_class, MasterRunner):
         return Master
-    if isinstance(runner, WorkerRunner):
+    if issubclass(runner_class, WorkerRunner):
         return Worker
     return Local
