@@ -39,7 +39,8 @@ def plot_completions(path, results, title):
             failed = [(i, c.at) for i, c in enumerate(ordered, 1) if c.failure]
             if failed:
                 ax.scatter(*zip(*failed), color="tab:red", s=12, zorder=3, label="failed")
-            ax.set_title(f"{result.measurement.name}: {endpoint} (waves {render.sizes(w.size for w in summary.waves)})", fontsize=9, loc="left")
+            waves = render.sizes(w.size for w in summary.waves)
+            ax.set_title(f"{result.measurement.name}: {endpoint} (waves {waves})", fontsize=9, loc="left")
             ax.set_xlabel("requests, in the order they were answered")
             ax.set_ylabel("answered after (s)")
             # One scale for every panel, so a serial staircase towers over an overlapped one.
