@@ -249,7 +249,8 @@ def test_a_stop_before_the_burst_ends_reports_sent_answered_and_in_flight(tmp_pa
     assert "postgres: STOPPED EARLY: never began (the run stopped first)" in output
     with open(tmp_path / "run_waves.csv", newline="") as rows:
         assert [row["note"] for row in csv.DictReader(rows) if row["note"]] == [
-            "STOPPED EARLY: 3 sent, 1 answered, 2 still in flight", "STOPPED EARLY: never began (the run stopped first)"]
+            "STOPPED EARLY: 3 sent, 1 answered, 2 still in flight",
+            "STOPPED EARLY: never began (the run stopped first)"]
 
 
 def test_options_the_web_ui_form_gives_as_typed_are_checked_at_the_start(tmp_path, caplog):
