@@ -77,20 +77,22 @@ def test_seconds_default_and_bounds_are_accepted(app, client):
     assert client.get("/sleep/postgres/?seconds=0").json["todo_count"] == SEED_ROWS
 
 
-def test_bad_seconds_on_a_real_worker_leave_it_serving(lab):
-    server = lab("sync")
+@pytest.mark.slow
+def test_bad_seconds_on_a_real_worker_leave_it_serving(running_mode):
+    server = running_mode("sync")
     status, headers, _ = server.get("/sleep/postgres/?seconds=nan")
     assert status == 400 and headers["Content-Type"] == "application/json"
     assert server.get_json("/sleep/python/?seconds=0")[0] == 200
 
 
-def test_pool_never_shows_the_password(lab, database_url):
+@pytest.mark.slow
+def test_pool_never_shows_the_password(running_mode, database_url):
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
     # Embedded and test servers trust local users, so any password connects; it must not show.
     with_password = url.set(password="s3cret-pw").render_as_string(hide_password=False)
-    server = lab("green", DATABASE_URL=with_password)
+    server = running_mode("green", DATABASE_URL=with_password)
     status, pool = server.get_json("/pool")
     assert status == 200
     assert "s3cret-pw" not in str(pool)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import facts
+from support import facts
 from lab.benchmark import excess_by_part
 from lab.waves import predict
 

@@ -4,13 +4,18 @@ Locust burst's summary."""
 import json
 import re
 
+import pytest
+
 from lab import calibration
 from lab.servers import free_port
-from test_locust import run_locust
+from support import run_locust
+
+# Real Gunicorn modes, Locust runs or PostgreSQL servers: seconds each.
+pytestmark = pytest.mark.slow
 
 
-def test_a_calibration_measures_a_positive_c_caches_it_and_measures_again_when_asked(lab, tmp_path):
-    server = lab("green")
+def test_a_calibration_measures_a_positive_c_caches_it_and_measures_again_when_asked(running_mode, tmp_path):
+    server = running_mode("green")
     facts = server.get_json("/pool")[1]
     measured = calibration.with_cpu_cost(facts, server.url, tmp_path)
     c = measured["calibration"]["cpu_per_request"]
@@ -31,16 +36,16 @@ def test_a_calibration_measures_a_positive_c_caches_it_and_measures_again_when_a
     assert server.get_json("/pool")[1]["checked_out"] == 0
 
 
-def test_a_failed_calibration_is_no_model_and_no_crash(lab, tmp_path):
-    facts = lab("green").get_json("/pool")[1]
+def test_a_failed_calibration_is_no_model_and_no_crash(running_mode, tmp_path):
+    facts = running_mode("green").get_json("/pool")[1]
     failed = calibration.with_cpu_cost(facts, f"http://127.0.0.1:{free_port()}", tmp_path)
     assert failed["calibration"]["error"].startswith("the calibration burst failed (ConnectionRefusedError")
     assert not (tmp_path / "calibration.json").exists()
 
 
-def test_a_burst_summary_shows_the_model_beside_the_ideal(lab, tmp_path):
+def test_a_burst_summary_shows_the_model_beside_the_ideal(running_mode, tmp_path):
     prefix = tmp_path / "model"
-    result, _ = run_locust(lab("green").url, prefix, "5-users", "PythonSleepUser", "-u", "200", "-r", "100")
+    result, _ = run_locust(running_mode("green").url, prefix, "5-users", "PythonSleepUser", "-u", "200", "-r", "100")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "calibration.json").exists()
     ideal = re.search(r"ideal total ([\d.]+) s, measured/ideal ([\d.]+)", result.stdout)

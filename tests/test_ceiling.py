@@ -10,10 +10,13 @@ from collections import Counter
 import psycopg2
 import pytest
 
-from conftest import SLEEP, private_directory
+from support import SLEEP, private_directory
 from lab.servers import start_mode
 from lab.waves import group_waves, predict
 import embedded_pg
+
+# Real Gunicorn modes, Locust runs or PostgreSQL servers: seconds each.
+pytestmark = pytest.mark.slow
 
 MAX_CONNECTIONS = 20
 
@@ -87,8 +90,8 @@ def test_nullpool_past_the_ceiling_fails_exactly_as_predicted_and_keeps_serving(
     assert nullpool.get_json(f"/sleep/postgres/?seconds={SLEEP}")[0] == 200
 
 
-def test_a_new_connection_costs_more_than_a_warm_pooled_one(nullpool, lab, fire):
-    pooled = lab("green")
+def test_a_new_connection_costs_more_than_a_warm_pooled_one(nullpool, running_mode, fire):
+    pooled = running_mode("green")
     fire(pooled, "/sleep/postgres/?seconds=0", 5)  # warms the pool
     warm = [json.loads(body)["connect_seconds"] for _, _, body in fire(pooled, "/sleep/postgres/?seconds=0", 5)]
     fresh = [json.loads(body)["connect_seconds"] for _, _, body in fire(nullpool, "/sleep/postgres/?seconds=0", 5)]

@@ -14,6 +14,9 @@ from matplotlib import image
 
 from lab.servers import ROOT
 
+# Real Gunicorn modes, Locust runs or PostgreSQL servers: seconds each.
+pytestmark = pytest.mark.slow
+
 
 def marked_processes(mark):
     """Processes that inherited this run's marker: whatever the comparison started."""

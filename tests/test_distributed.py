@@ -1,6 +1,5 @@
 """Locust's distributed mode: one burst across worker processes, one report from the master."""
 
-import csv
 import json
 import subprocess
 import sys
@@ -12,16 +11,14 @@ import pytest
 
 from contract import endpoint_of
 from lab.servers import ROOT, free_port
+from support import SLEEP, read_csv
 
-SLEEP = 0.3
+# Real Gunicorn modes, Locust runs or PostgreSQL servers: seconds each.
+pytestmark = pytest.mark.slow
+
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py")]
 # Run from a directory of their own, where the lab's locust.conf (which says the same) is not read.
 LOOPBACK = ["--master-bind-host", "127.0.0.1"]
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def check_one_burst(prefix, users_per_endpoint):
@@ -55,10 +52,10 @@ def headless(prefix, host, *args):
             str(SLEEP), "--csv", str(prefix), "--html", f"{prefix}.html", "--run-time", "60s", *LOOPBACK, *args]
 
 
-def test_processes_run_one_burst_and_the_master_writes_the_one_report(lab, tmp_path):
+def test_processes_run_one_burst_and_the_master_writes_the_one_report(running_mode, tmp_path):
     prefix = tmp_path / "out" / "two"
     # From an empty directory: whatever a worker wrote by default (reports/...) would show there.
-    result = subprocess.run(headless(prefix, lab("green").url, "--processes", "2", *master_port(), "-u", "12"),
+    result = subprocess.run(headless(prefix, running_mode("green").url, "--processes", "2", *master_port(), "-u", "12"),
                             cwd=tmp_path, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr
     check_one_burst(prefix, 6)
@@ -72,10 +69,10 @@ def test_processes_run_one_burst_and_the_master_writes_the_one_report(lab, tmp_p
     assert len(result_file["completions"]["postgres"]) == 6
 
 
-def test_a_master_and_two_workers_run_one_burst(lab, tmp_path):
+def test_a_master_and_two_workers_run_one_burst(running_mode, tmp_path):
     port = free_port()
     prefix = tmp_path / "master"
-    master = subprocess.Popen(headless(prefix, lab("green").url, "--master", "--expect-workers", "2",
+    master = subprocess.Popen(headless(prefix, running_mode("green").url, "--master", "--expect-workers", "2",
                                        "--master-bind-port", str(port), "-u", "8"),
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     workers = [subprocess.Popen([*LOCUST, "--worker", "--master-port", str(port)], cwd=tmp_path,
@@ -93,9 +90,9 @@ def test_a_master_and_two_workers_run_one_burst(lab, tmp_path):
     assert output.count("pool-lab burst on the green mode") == 1
 
 
-def test_a_steady_run_across_processes_counts_every_worker(lab, tmp_path):
+def test_a_steady_run_across_processes_counts_every_worker(running_mode, tmp_path):
     prefix = tmp_path / "steady"
-    result = subprocess.run(headless(prefix, lab("green").url, "--processes", "2", *master_port(), "--behaviour", "steady",
+    result = subprocess.run(headless(prefix, running_mode("green").url, "--processes", "2", *master_port(), "--behaviour", "steady",
                                      "-u", "4", "--run-time", "2s", "--sleep-seconds", "0.1"),
                             cwd=tmp_path, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr
@@ -107,7 +104,7 @@ def test_a_steady_run_across_processes_counts_every_worker(lab, tmp_path):
     assert stats["Aggregated"] >= 4 * 2 / 0.1 / 2  # half of what 4 users could send in 2 s, at least
 
 
-def test_the_web_ui_of_a_master_runs_one_burst(lab, tmp_path):
+def test_the_web_ui_of_a_master_runs_one_burst(running_mode, tmp_path):
     port = free_port()
     prefix = tmp_path / "ui"
     ui = subprocess.Popen([*LOCUST, *LOOPBACK, "--processes", "2", "--web-host", "127.0.0.1", "--web-port", str(port),
@@ -125,7 +122,7 @@ def test_the_web_ui_of_a_master_runs_one_burst(lab, tmp_path):
                 pass
             assert time.monotonic() < deadline and ui.poll() is None
             time.sleep(0.2)
-        form = urllib.parse.urlencode({"user_count": 6, "spawn_rate": 1, "host": lab("green").url,
+        form = urllib.parse.urlencode({"user_count": 6, "spawn_rate": 1, "host": running_mode("green").url,
                                        "behaviour": "burst", "sleep_seconds": SLEEP}).encode()
         assert json.load(urllib.request.urlopen(f"{base}/swarm", data=form, timeout=10))["success"]
         while True:

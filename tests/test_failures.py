@@ -14,7 +14,7 @@ from collections import Counter
 import psutil
 import pytest
 
-from conftest import SLEEP
+from support import SLEEP
 from lab.servers import start_mode
 import embedded_pg
 
@@ -45,9 +45,10 @@ def get_in_thread(server, path, answers):
     return thread
 
 
-def test_bad_input_is_refused_at_once_without_touching_the_database(lab):
+@pytest.mark.slow
+def test_bad_input_is_refused_at_once_without_touching_the_database(running_mode):
     # A default sleep of 30 s: a bad request that slept would be obvious.
-    server = lab("sync", SLEEP_SECONDS=30)
+    server = running_mode("sync", SLEEP_SECONDS=30)
     for endpoint in ("python", "postgres"):
         for query in BAD_QUERIES:
             started = time.monotonic()
@@ -82,8 +83,9 @@ def test_the_root_lists_what_the_lab_serves(client):
     assert set(response.json["endpoints"]) == {"/sleep/python/?seconds=S", "/sleep/postgres/?seconds=S", "/pool", "/db"}
 
 
-def test_pool_timeout_is_a_503_that_names_the_limit_with_retry_after(lab):
-    server = lab("green", POOL_SIZE=1, MAX_OVERFLOW=0, POOL_TIMEOUT=1)
+@pytest.mark.slow
+def test_pool_timeout_is_a_503_that_names_the_limit_with_retry_after(running_mode):
+    server = running_mode("green", POOL_SIZE=1, MAX_OVERFLOW=0, POOL_TIMEOUT=1)
     answers = []
     # One request holds the only connection for 3 sleeps; the next waits 1 s and gives up.
     holder = get_in_thread(server, f"/sleep/postgres/?seconds={3 * SLEEP}", answers)
@@ -113,6 +115,7 @@ def stop_postgres(database):
     postmaster.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_database_outage_gives_503s_python_keeps_answering_and_recovery_needs_no_restart(own_database, tmp_path):
     server = start_mode("green", {"DATABASE_URL": own_database.get_uri()}, tmp_path / "green.log")
     try:
@@ -141,6 +144,7 @@ def test_database_outage_gives_503s_python_keeps_answering_and_recovery_needs_no
         server.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, in_flight_paths, refuses_late", [
     ("sync", ["/sleep/python/"], True),
     # A gevent worker blocked in an unpatched query sees SIGTERM only when the query returns;
@@ -178,9 +182,10 @@ def test_sigterm_lets_in_flight_requests_finish_and_then_refuses(database_url, t
         server.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["green", "fair", "psycopg3"])
-def test_a_client_that_leaves_gets_its_query_cancelled_and_its_connection_back(lab, mode):
-    server = lab(mode)
+def test_a_client_that_leaves_gets_its_query_cancelled_and_its_connection_back(running_mode, mode):
+    server = running_mode(mode)
     host, port = server.url.removeprefix("http://").split(":")
     sleep = 10 * SLEEP
     client = socket.create_connection((host, int(port)))

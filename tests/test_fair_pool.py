@@ -7,8 +7,11 @@ import psycopg2
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import SLEEP
+from support import SLEEP
 from lab.waves import group_waves
+
+# Real Gunicorn modes, Locust runs or PostgreSQL servers: seconds each.
+pytestmark = pytest.mark.slow
 
 POOL = {"POOL_SIZE": 2, "MAX_OVERFLOW": 3}
 LIMIT = 2 + 3
@@ -40,9 +43,9 @@ def burst_waves(fire, server):
     return [w.size for w in group_waves([c for c, _, _ in results], SLEEP)]
 
 
-def test_fair_pool_keeps_every_wave_full_where_stock_shrinks(lab, fire, database_url):
-    fair = lab("green", POOL_CLASS="fair", DATABASE_URL=tagged(database_url, "fair-waves"), **POOL)
-    stock = lab("green", DATABASE_URL=tagged(database_url, "stock-waves"), **POOL)
+def test_fair_pool_keeps_every_wave_full_where_stock_shrinks(running_mode, fire, database_url):
+    fair = running_mode("green", POOL_CLASS="fair", DATABASE_URL=tagged(database_url, "fair-waves"), **POOL)
+    stock = running_mode("green", DATABASE_URL=tagged(database_url, "stock-waves"), **POOL)
     assert fair.get_json("/pool")[1]["pool_class"] == "server.pool.FairQueuePool"
 
     peak = 0
@@ -73,16 +76,16 @@ def test_fair_pool_keeps_every_wave_full_where_stock_shrinks(lab, fire, database
     assert sum(len(run) for run in stock_runs) > 2 * len(fair_waves)
 
 
-def test_fair_pool_shrinks_back_to_pool_size_after_a_burst(lab, fire, database_url):
-    server = lab("green", POOL_CLASS="fair", DATABASE_URL=tagged(database_url, "fair-shrink"), **POOL)
+def test_fair_pool_shrinks_back_to_pool_size_after_a_burst(running_mode, fire, database_url):
+    server = running_mode("green", POOL_CLASS="fair", DATABASE_URL=tagged(database_url, "fair-shrink"), **POOL)
     burst_waves(fire, server)
     status, pool = server.get_json("/pool")
     assert (pool["checked_out"], pool["checked_in"], pool["overflow"]) == (0, 2, 0)
     assert connection_count(database_url, "fair-shrink") == 2
 
 
-def test_fair_pool_still_times_out(lab, fire):
-    server = lab("green", POOL_CLASS="fair", POOL_SIZE=1, MAX_OVERFLOW=0, POOL_TIMEOUT=1)
+def test_fair_pool_still_times_out(running_mode, fire):
+    server = running_mode("green", POOL_CLASS="fair", POOL_SIZE=1, MAX_OVERFLOW=0, POOL_TIMEOUT=1)
     results = fire(server, f"/sleep/postgres/?seconds={3 * SLEEP}", 2)
     assert sorted(status for _, status, _ in results) == [200, 503]
     refused = next(body for _, status, body in results if status == 503)
@@ -91,8 +94,8 @@ def test_fair_pool_still_times_out(lab, fire):
 
 
 @pytest.mark.parametrize("mode", ["sync", "gevent"])
-def test_fair_pool_changes_nothing_where_queries_do_not_overlap(lab, fire, mode):
-    server = lab(mode, POOL_CLASS="fair", **POOL)
+def test_fair_pool_changes_nothing_where_queries_do_not_overlap(running_mode, fire, mode):
+    server = running_mode(mode, POOL_CLASS="fair", **POOL)
     results = fire(server, POSTGRES, LIMIT)
     assert [status for _, status, _ in results] == [200] * LIMIT
     assert [w.size for w in group_waves([c for c, _, _ in results], SLEEP)] == [1] * LIMIT

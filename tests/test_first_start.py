@@ -20,8 +20,8 @@ from embedded_pg.lock import START_LOCK_FILE
 from embedded_pg.reaper import REAPER_LOCK_FILE
 from lab.servers import PROCFILE, ROOT, free_port
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")),
-                                reason="DATABASE_URL replaces the embedded server")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")),
+                                reason="DATABASE_URL replaces the embedded server")]
 
 # Waits until told, starts (or joins) the embedded server on the machine's data directory, queries
 # it, prints its postmaster's pid, then holds its handle until told again.

@@ -1,6 +1,5 @@
 """Real headless Locust runs of the lab's profiles against real modes."""
 
-import csv
 import re
 import subprocess
 import sys
@@ -8,27 +7,12 @@ import time
 
 import pytest
 
-from lab.servers import ROOT, free_port
 from lab.files import WAVES_COLUMNS
+from lab.servers import ROOT, free_port
+from support import SLEEP, read_csv, run_locust
 
-SLEEP = 0.3
-
-
-def run_locust(host, prefix, profile="5-users", *args):
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "locust", "--config", f"profiles/{profile}.conf", "-H", host,
-         "--sleep-seconds", str(SLEEP), "--csv", str(prefix), "--html", f"{prefix}.html",
-         "--run-time", "90s", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=150,
-    )
-    return result, time.monotonic() - started
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
+# Real Gunicorn modes, Locust runs or PostgreSQL servers: seconds each.
+pytestmark = pytest.mark.slow
 
 def wave_sizes(prefix):
     rows = read_csv(f"{prefix}_waves.csv")
@@ -44,11 +28,11 @@ def wave_sizes(prefix):
     ("gevent", [5], [1] * 5),
     ("green", [5], [5]),
 ])
-def test_five_user_profile_shows_each_mode_and_ends_by_itself(lab, tmp_path, mode, python_waves, postgres_waves):
+def test_five_user_profile_shows_each_mode_and_ends_by_itself(running_mode, tmp_path, mode, python_waves, postgres_waves):
     prefix = tmp_path / "five"
-    result, seconds = run_locust(lab(mode).url, prefix)
+    result, seconds = run_locust(running_mode(mode).url, prefix)
     assert result.returncode == 0, result.stderr
-    # Ended by itself: far sooner than the 90 s cap (sync needs about 2 x 5 x 0.3 s).
+    # Ended by itself: far sooner than the 90 s cap (sync needs about 2 x 5 x SLEEP).
     assert seconds < 45
     assert wave_sizes(prefix) == {"python": python_waves, "postgres": postgres_waves}
     stats = {row["Name"]: row for row in read_csv(f"{prefix}_stats.csv")}
@@ -60,9 +44,9 @@ def test_five_user_profile_shows_each_mode_and_ends_by_itself(lab, tmp_path, mod
     assert "failures: none" in result.stdout and "UNEVEN" not in result.stdout
 
 
-def test_hundred_user_profile_in_green_mode_fills_the_pool_first(lab, tmp_path):
+def test_hundred_user_profile_in_green_mode_fills_the_pool_first(running_mode, tmp_path):
     prefix = tmp_path / "hundred"
-    result, _ = run_locust(lab("green").url, prefix, "100-users")
+    result, _ = run_locust(running_mode("green").url, prefix, "100-users")
     assert result.returncode == 0, result.stderr
     sizes = wave_sizes(prefix)
     assert sizes["python"] == [100]
@@ -70,12 +54,12 @@ def test_hundred_user_profile_in_green_mode_fills_the_pool_first(lab, tmp_path):
     assert sum(sizes["postgres"]) == 100
     rows = read_csv(f"{prefix}_waves.csv")
     assert [int(r["predicted_size"]) for r in rows if r["endpoint"] == "postgres"][:7] == [15] * 6 + [10]
-    assert "first wave 15, measured 15; ideal total 2.10 s" in result.stdout
+    assert f"first wave 15, measured 15; ideal total {7 * SLEEP:.2f} s" in result.stdout  # 7 waves of 15
     assert "spawn rate is very high" not in result.stderr
 
 
-def test_pool_timeouts_are_counted_by_cause(lab, tmp_path):
-    server = lab("green", POOL_SIZE=1, MAX_OVERFLOW=0, POOL_TIMEOUT=1)
+def test_pool_timeouts_are_counted_by_cause(running_mode, tmp_path):
+    server = running_mode("green", POOL_SIZE=1, MAX_OVERFLOW=0, POOL_TIMEOUT=1)
     prefix = tmp_path / "timeouts"
     # One request holds the only connection for 1.5 s; the other four give up after 1 s.
     result, _ = run_locust(server.url, prefix, "5-users", "PostgresSleepUser", "-u", "5",
@@ -96,7 +80,7 @@ def test_an_unreachable_server_is_a_connection_error(tmp_path):
     assert "prediction: unavailable" in result.stdout
 
 
-def test_web_ui_offers_the_lab_options_and_runs_a_burst(lab, tmp_path):
+def test_web_ui_offers_the_lab_options_and_runs_a_burst(running_mode, tmp_path):
     import json
     import urllib.parse
     import urllib.request
@@ -119,7 +103,7 @@ def test_web_ui_offers_the_lab_options_and_runs_a_burst(lab, tmp_path):
                 time.sleep(0.2)
         assert '"behaviour": {"choices": ["steady", "burst"]' in page
         assert '"sleep_seconds": {' in page
-        form = urllib.parse.urlencode({"user_count": 4, "spawn_rate": 4, "host": lab("green").url,
+        form = urllib.parse.urlencode({"user_count": 4, "spawn_rate": 4, "host": running_mode("green").url,
                                        "behaviour": "burst", "sleep_seconds": SLEEP}).encode()
         assert json.load(urllib.request.urlopen(f"{base}/swarm", data=form, timeout=10))["success"]
         waves = tmp_path / "ui_waves.csv"
@@ -139,7 +123,7 @@ def test_web_ui_offers_the_lab_options_and_runs_a_burst(lab, tmp_path):
 
 
 @pytest.mark.parametrize("processes", [0, 2])
-def test_a_run_stopped_early_says_what_it_left_behind(lab, tmp_path, processes):
+def test_a_run_stopped_early_says_what_it_left_behind(running_mode, tmp_path, processes):
     """Also across Locust worker processes, whose answers of the last moment the master collects first."""
     import signal
 
@@ -147,7 +131,7 @@ def test_a_run_stopped_early_says_what_it_left_behind(lab, tmp_path, processes):
     port = str(free_port())
     distributed = ["--processes", str(processes), "--master-bind-port", port, "--master-port", port] if processes else []
     locust = subprocess.Popen(
-        [sys.executable, "-m", "locust", "--config", "profiles/5-users.conf", "-H", lab("sync").url,
+        [sys.executable, "-m", "locust", "--config", "profiles/5-users.conf", "-H", running_mode("sync").url,
          "--sleep-seconds", "1", "--csv", str(prefix), "--html", f"{prefix}.html", *distributed],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # Serial 1 s sleeps: stopped once the first python answer is in, the rest are in flight
@@ -168,10 +152,10 @@ def test_a_run_stopped_early_says_what_it_left_behind(lab, tmp_path, processes):
     assert notes == [stopped.group(0), "STOPPED EARLY: never began (the run stopped first)"]
 
 
-def test_a_burst_waits_for_a_busy_pool_then_warns(lab, tmp_path):
+def test_a_burst_waits_for_a_busy_pool_then_warns(running_mode, tmp_path):
     import socket
 
-    server = lab("green")
+    server = running_mode("green")
     host, port = server.url.removeprefix("http://").split(":")
     # An earlier client's request holds a connection through the whole burst.
     holder = socket.create_connection((host, int(port)))
@@ -187,9 +171,9 @@ def test_a_burst_waits_for_a_busy_pool_then_warns(lab, tmp_path):
     assert any(row["note"].startswith(warning) for row in read_csv(tmp_path / "busy_waves.csv"))
 
 
-def test_a_steady_run_reports_response_times_and_keeps_no_request_log(lab, tmp_path):
+def test_a_steady_run_reports_response_times_and_keeps_no_request_log(running_mode, tmp_path):
     prefix = tmp_path / "steady"
-    result, _ = run_locust(lab("green").url, prefix, "5-users", "--behaviour", "steady", "-u", "2",
+    result, _ = run_locust(running_mode("green").url, prefix, "5-users", "--behaviour", "steady", "-u", "2",
                            "--run-time", "2s", "--sleep-seconds", "0.1")
     assert result.returncode == 0, result.stderr
     assert "pool-lab steady run" in result.stdout

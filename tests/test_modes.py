@@ -12,9 +12,12 @@ from importlib.metadata import version
 
 import pytest
 
-from conftest import SLEEP, WORKER_FACTS
 from lab.servers import ROOT
 from lab.waves import group_waves
+from support import SLEEP, WORKER_FACTS
+
+# Real Gunicorn modes, Locust runs or PostgreSQL servers: seconds each.
+pytestmark = pytest.mark.slow
 
 N = 5
 PYTHON = f"/sleep/python/?seconds={SLEEP}"
@@ -46,8 +49,8 @@ def assert_overlapped(waves, total):
     ("threads", assert_overlapped, assert_overlapped),
     ("psycopg3", assert_overlapped, assert_overlapped),
 ])
-def test_what_each_mode_overlaps(lab, fire, mode, python_shape, postgres_shape):
-    server = lab(mode)
+def test_what_each_mode_overlaps(running_mode, fire, mode, python_shape, postgres_shape):
+    server = running_mode(mode)
     python_shape(*measure(fire, server, PYTHON))
     postgres_shape(*measure(fire, server, POSTGRES))
 
@@ -58,8 +61,8 @@ def test_what_each_mode_overlaps(lab, fire, mode, python_shape, postgres_shape):
     # All six run at once, one per thread, but only the pool's 3 get a connection.
     ("threads", {"THREADS": 6, "POOL_SIZE": 1, "MAX_OVERFLOW": 2}, 6),
 ])
-def test_past_the_pool_limit_queries_answer_in_waves_of_the_pool(lab, fire, mode, settings, requests):
-    server = lab(mode, **settings)
+def test_past_the_pool_limit_queries_answer_in_waves_of_the_pool(running_mode, fire, mode, settings, requests):
+    server = running_mode(mode, **settings)
     limit = settings["POOL_SIZE"] + settings["MAX_OVERFLOW"]
     waves, total = measure(fire, server, POSTGRES, count=requests)
     # No request can finish before its own sleep, and only `limit` can sleep at once.
@@ -69,9 +72,9 @@ def test_past_the_pool_limit_queries_answer_in_waves_of_the_pool(lab, fire, mode
     assert total >= requests // limit * SLEEP
 
 
-def test_threads_past_their_count_answer_in_waves_of_threads(lab, fire):
+def test_threads_past_their_count_answer_in_waves_of_threads(running_mode, fire):
     threads = 3
-    server = lab("threads", THREADS=threads)
+    server = running_mode("threads", THREADS=threads)
     assert server.get_json("/pool")[1]["worker_concurrency"] == threads
     # Both endpoints: 3 threads are fewer than the pool's 15 connections, so the threads are the limit.
     for path in (PYTHON, POSTGRES):
@@ -89,8 +92,8 @@ def test_threads_past_their_count_answer_in_waves_of_threads(lab, fire):
     # psycopg 3 overlaps its queries as green does, without psycogreen.
     ("psycopg3", "gunicorn.workers.ggevent.GeventWorker", False, "green"),
 ])
-def test_pool_reports_the_real_pool_and_worker(lab, mode, worker_class, psycogreen, concurrency):
-    status, pool = lab(mode).get_json("/pool")
+def test_pool_reports_the_real_pool_and_worker(running_mode, mode, worker_class, psycogreen, concurrency):
+    status, pool = running_mode(mode).get_json("/pool")
     assert status == 200
     assert pool["pool_class"] == "sqlalchemy.pool.impl.QueuePool"
     assert (pool["pool_size"], pool["max_overflow"], pool["timeout"]) == (5, 10, 30)
@@ -142,8 +145,8 @@ def test_psycopg3_yields_to_gevent_only_if_imported_after_the_patching(database_
         assert 0.9 * N * SLEEP <= float(total) <= 1.6 * N * SLEEP
 
 
-def test_sleep_answers_say_what_ran(lab):
-    server = lab("green")
+def test_sleep_answers_say_what_ran(running_mode):
+    server = running_mode("green")
     status, body = server.get_json("/sleep/postgres/?seconds=0.2")
     assert status == 200
     assert body["endpoint"] == "postgres" and body["mode"] == "green"

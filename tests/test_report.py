@@ -5,7 +5,7 @@ import csv
 import pytest
 
 import contract
-from conftest import facts
+from support import facts
 from lab import analysis, files, render
 from lab.records import completions as completions_of, server_timings
 from lab.waves import Completion

@@ -12,6 +12,9 @@ import pytest
 
 from lab.servers import BIN_PATH, PROCFILE, ROOT, RunningMode, free_port, start_mode
 
+# Real Gunicorn modes, Locust runs or PostgreSQL servers: seconds each.
+pytestmark = pytest.mark.slow
+
 MODES = tuple(PROCFILE)
 
 
@@ -268,6 +271,6 @@ def test_a_database_that_refuses_is_named_at_start_up_without_its_password():
     assert "secret" not in result.stdout + result.stderr
 
 
-def test_each_mode_says_when_its_worker_is_ready(lab):
-    server = lab("sync")
+def test_each_mode_says_when_its_worker_is_ready(running_mode):
+    server = running_mode("sync")
     assert f"pool-lab: sync ready at {server.url}" in server.log()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import facts
+from support import facts
 from lab.waves import Completion, group_waves, predict
 
 

@@ -11,13 +11,13 @@ import urllib.request
 import psutil
 import pytest
 
-from conftest import SLEEP
+from support import SLEEP
 from lab.servers import ROOT, free_port
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium: install Debian's chromium package (apt-get install chromium), "
-                             "as .ci/run does; Playwright's own browser download cannot work here")
+                             "as .ci/run does; Playwright's own browser download cannot work here")]
 
 
 @pytest.fixture
@@ -42,13 +42,13 @@ def web_ui():
         made.unlink()
 
 
-def test_a_burst_in_the_browser_shows_its_waves_and_keeps_its_options(lab, web_ui, tmp_path):
+def test_a_burst_in_the_browser_shows_its_waves_and_keeps_its_options(running_mode, web_ui, tmp_path):
     from playwright.sync_api import sync_playwright
 
     ui, base, before = web_ui
     # locust.conf keeps the web UI on loopback, like every server of the lab.
     assert {c.laddr.ip for c in psutil.Process(ui.pid).net_connections() if c.status == "LISTEN"} == {"127.0.0.1"}
-    server = lab("green")
+    server = running_mode("green")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1300, "height": 700})

@@ -20,8 +20,13 @@ import psycopg2
 import pytest
 
 from lab.servers import start_mode
+from support import SLEEP
 
-SLEEP = 1.0
+# Real Gunicorn modes, Locust runs or PostgreSQL servers: seconds each.
+pytestmark = pytest.mark.slow
+
+# Two of the suite's sleeps: each worker's waves stand a second apart, far above the accept spread's noise.
+WAVE = 2 * SLEEP
 SMALL_POOL = {"WEB_CONCURRENCY": 2, "POOL_SIZE": 2, "MAX_OVERFLOW": 0}
 
 
@@ -55,8 +60,8 @@ def sleeping_queries(database_url):
     return count
 
 
-def test_two_workers_run_two_pools_worth_of_queries_at_once(lab, database_url):
-    server = lab("green", **SMALL_POOL)
+def test_two_workers_run_two_pools_worth_of_queries_at_once(running_mode, database_url):
+    server = running_mode("green", **SMALL_POOL)
     # Three requests per worker, one more than its pool of 2: each worker runs 2 at once.
     held = connections_by_worker(server, per_worker=3)
     assert all(pool["workers"] == 2 and pool["pool_limit"] == 2 for mine in held.values() for _, pool in mine)
@@ -66,7 +71,7 @@ def test_two_workers_run_two_pools_worth_of_queries_at_once(lab, database_url):
 
     def one(connection):
         barrier.wait()
-        connection.request("GET", f"/sleep/postgres/?seconds={SLEEP}")
+        connection.request("GET", f"/sleep/postgres/?seconds={WAVE}")
         answer = json.loads(connection.getresponse().read())
         answers.append((time.monotonic(), answer))
         connection.close()
@@ -86,7 +91,7 @@ def test_two_workers_run_two_pools_worth_of_queries_at_once(lab, database_url):
     assert sorted(answer["pid"] for _, answer in answers) == sorted(pid for pid in held for _ in range(3))
     # Per worker: 2 in the first wave, its third in a second; 2 waves in all, not 3 (one pool) nor 1.
     finished = sorted(at - started for at, _ in answers)
-    assert finished[3] < 1.5 * SLEEP < finished[4] and finished[-1] < 2.5 * SLEEP
+    assert finished[3] < 1.5 * WAVE < finished[4] and finished[-1] < 2.5 * WAVE
 
 
 def warnings_of(server):
@@ -94,13 +99,13 @@ def warnings_of(server):
     return re.findall(rf"\[{master}\] \[WARNING\] (pool-lab: .*)", server.log())
 
 
-def test_the_master_warns_once_when_the_pools_exceed_what_postgresql_accepts(lab, database_url):
+def test_the_master_warns_once_when_the_pools_exceed_what_postgresql_accepts(running_mode, database_url):
     with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
         cursor.execute("SHOW max_connections")
         max_connections = int(cursor.fetchone()[0])
     connection.close()
     pool_size = max_connections // 2 + 1  # two of them are more than the database has at all
-    server = lab("green", WEB_CONCURRENCY=2, POOL_SIZE=pool_size, MAX_OVERFLOW=0)
+    server = running_mode("green", WEB_CONCURRENCY=2, POOL_SIZE=pool_size, MAX_OVERFLOW=0)
     [warning] = warnings_of(server)
     numbers = re.fullmatch(
         r"pool-lab: 2 workers x \(pool_size (\d+) \+ max_overflow 0\) = (\d+) connections at most, more than "
@@ -116,8 +121,8 @@ def test_the_master_warns_once_when_the_pools_exceed_what_postgresql_accepts(lab
 
 @pytest.mark.parametrize("mode, settings", [("green", {"WEB_CONCURRENCY": 2}),  # 2 x 15, the default pool
                                             ("nullpool", {"WEB_CONCURRENCY": 2})])  # no pool limit to check
-def test_no_sizing_warning_when_the_pools_fit_or_there_is_no_pool(lab, mode, settings):
-    server = lab(mode, **settings)
+def test_no_sizing_warning_when_the_pools_fit_or_there_is_no_pool(running_mode, mode, settings):
+    server = running_mode(mode, **settings)
     assert server.get_json("/pool")[1]["workers"] == 2
     assert "todo table ready" in server.log() and warnings_of(server) == []
 
