@@ -27,7 +27,7 @@ worker_connections = settings["WORKER_CONNECTIONS"]
 # Must stay off: with gevent, the pool's locks have to be created after the worker's monkey patching.
 preload_app = False
 # The sync worker reports to the master only between requests, so one request may hold it silent
-# for MAX_SLEEP_SECONDS: allow that. (The gevent mode turns this off in the Procfile: see there.)
+# for MAX_SLEEP_SECONDS: allow that. (The gevent mode turns it off in the Procfile: docs/design.md says why.)
 timeout = int(settings["MAX_SLEEP_SECONDS"]) + 30
 # On SIGTERM, in-flight sleeps (at most MAX_SLEEP_SECONDS each) get to finish.
 graceful_timeout = int(settings["MAX_SLEEP_SECONDS"]) + 5
