@@ -39,9 +39,8 @@ backlog = somaxconn() or 2048
 
 
 def on_starting(arbiter):
-    import subprocess
-
     import embedded_pg
+    from lab import database
 
     gevent_worker = arbiter.cfg.worker_class_str.startswith("gevent")
     raise_open_files(arbiter, gevent_worker)
@@ -58,24 +57,12 @@ def on_starting(arbiter):
         arbiter.cfg.set("threads", settings["THREADS"])
     try:
         # The master takes the embedded server's handle (when DATABASE_URL is unset); its workers and the
-        # init-db child inherit the URL. A relative EMBEDDED_PGDATA (the default var/pgdata) is the working
-        # directory's: the checkout, where Gunicorn finds this file.
-        os.environ["DATABASE_URL"] = embedded_pg.database_url(
-            settings["DATABASE_URL"], settings["EMBEDDED_PGDATA"], settings["PG_MAX_CONNECTIONS"],
-            with_reaper=True, log=arbiter.log.warning)
-    except embedded_pg.StartError as error:
+        # init-db child inherit the URL.
+        os.environ["DATABASE_URL"] = database.database_url(with_reaper=True, log=arbiter.log.warning)
+        # The same child that seeds the table reports the database's ceiling, for the sizing check.
+        ready, facts = database.prepare_table(os.environ["DATABASE_URL"], "--if-empty", "--facts")[-2:]
+    except (embedded_pg.StartError, database.TableError) as error:
         sys.exit(f"pool-lab: {error}")
-    # Run as a child, so the master never imports the app before its workers patch with gevent;
-    # the same child reports the database's ceiling, for the sizing check.
-    seeded = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "server", "init-db", "--if-empty", "--facts"],
-        capture_output=True, text=True,
-    )
-    if seeded.returncode != 0:
-        # init-db ends a failure with one "Error: <the database's own words>" line (Click's form).
-        last_line = (seeded.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("Error: ")
-        sys.exit(f"pool-lab: could not prepare the todo table: {last_line}")
-    ready, facts = seeded.stdout.strip().splitlines()[-2:]
     arbiter.log.info(ready)
     oversized = pools_past_the_ceiling(arbiter.cfg.workers, json.loads(facts))
     if oversized:

@@ -2,7 +2,7 @@
 
 honcho SIGKILLs a process still stopping 5 s after Ctrl-C (in-flight sleeps can take longer),
 so a killed last mode cannot stop the database itself. So a start may spawn a reaper,
-`python -m embedded_pg.reaper PROGRAM DIRECTORY`, one per directory: every mode's master starts
+`python -m embedded_pg reap PROGRAM DIRECTORY`, one per directory: every mode's master starts
 one, and all but the first give up after a short wait (long enough for a reaper that is just
 stopping the server to hand over to the one a new start brings). A second embedded program
 adds a reap function to REAPERS.
@@ -25,7 +25,7 @@ IMPORT_ROOT = Path(__file__).resolve().parent.parent
 
 def spawn(program, directory):
     """Start the reaper of `program`'s server on `directory`, detached from this process and its session."""
-    subprocess.Popen([sys.executable, "-m", __name__, program, str(directory)], cwd=IMPORT_ROOT,
+    subprocess.Popen([sys.executable, "-m", __package__, "reap", program, str(directory)], cwd=IMPORT_ROOT,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      start_new_session=True)
 
@@ -70,6 +70,3 @@ def reap_postgres(pgdata):
 
 REAPERS = {"postgres": reap_postgres}
 
-
-if __name__ == "__main__":
-    REAPERS[sys.argv[1]](Path(sys.argv[2]))

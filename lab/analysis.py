@@ -52,6 +52,8 @@ class EndpointSummary:
             data["prediction"]["wave_sizes"])})
         # JSON made the pids strings; result files from before served_by have none.
         served_by = {int(pid): count for pid, count in data.get("served_by", {}).items()}
+        # Files from before the count of answers was called so: it was "requests".
+        data = {("answered" if key == "requests" else key): value for key, value in data.items()}
         return cls(**{**data, "waves": [Wave(**wave) for wave in data["waves"]], "prediction": prediction,
                       "failures": Counter(data["failures"]), "served_by": served_by})
 

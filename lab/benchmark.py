@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract import TOO_MANY_CONNECTIONS
+
 from . import files, render
 from .runs import Measurement, main as run_main, run_all
 from .servers import ROOT, free_port
@@ -173,7 +175,7 @@ def case_row(case, result, timings_path):
         "failures": sum(summary.failures.values()),
         # Predicted from /db before the run: requests the database refuses at once.
         "refused_predicted": summary.prediction.refused,
-        "refused": summary.failures["too_many_connections"],
+        "refused": summary.failures[TOO_MANY_CONNECTIONS],
         "excess_by_part_s": excess_by_part(files.read_server_timings(timings_path, case.endpoint), summary.prediction),
         "costs": result.costs,
     }
@@ -235,8 +237,10 @@ def main(argv=None):
         return 0
     cases = [c for c in CASES if (c.name in args.case if args.case else not args.quick or c.requests == 5)]
     sleep = 0.5 if args.quick else TARGET_SLEEP
-    # Read by the embedded server's start; a DATABASE_URL keeps its own ceiling.
-    os.environ.setdefault("PG_MAX_CONNECTIONS", str(MAX_CONNECTIONS))
+    from server.config import pg_max_connections
+
+    # The embedded PostgreSQL's, unless PG_MAX_CONNECTIONS says otherwise; a DATABASE_URL keeps its own ceiling.
+    max_connections = pg_max_connections() or MAX_CONNECTIONS
     out = Path(args.out)
 
     def run():
@@ -244,15 +248,14 @@ def main(argv=None):
         env = {"socket": {}}
         if any(c.database == "tcp" for c in cases):
             import embedded_pg
-            from server.config import pg_max_connections
 
             out.mkdir(parents=True, exist_ok=True)
             _, tcp_url, _ = embedded_pg.start_on_tcp((out / "tcp-pgdata").resolve(), free_port(),
-                                                     pg_max_connections())
+                                                     max_connections)
             env["tcp"] = {"DATABASE_URL": tcp_url}
         results = run_all([Measurement(c.name, c.mode, c.profile, sleep if args.quick else c.sleep or sleep, c.requests,
                                        (c.endpoint,), {**env[c.database], **c.env}, c.spawn_rate)
-                           for c in cases], out)
+                           for c in cases], out, max_connections=max_connections)
         rows = [case_row(case, result, f"{out / result.measurement.slug}_server_timing.csv")
                 for case, result in zip(cases, results)]
         print()

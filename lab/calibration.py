@@ -24,7 +24,12 @@ from urllib.parse import urlsplit
 import gevent
 from geventhttpclient import HTTPClient
 
+from contract import sleep_path
+
 from .waves import parallel_workers
+
+# Nothing but the worker's own work: the python endpoint, no sleep.
+PATH = f"{sleep_path('python')}?seconds=0"
 
 # K, and how many times: the median of the rounds stands for c. 300 overlapped requests take
 # a fraction of a second on any mode (serial ones too, at seconds=0) and sit far below a gevent
@@ -48,9 +53,9 @@ def one_request(host):
     except Exception as error:  # a host it cannot even parse
         return f"{type(error).__name__}: {error}"
     try:
-        response = client.get("/sleep/python/?seconds=0")
+        response = client.get(PATH)
         response.read()
-        return None if response.status_code == 200 else f"/sleep/python/?seconds=0 answered HTTP {response.status_code}"
+        return None if response.status_code == 200 else f"{PATH} answered HTTP {response.status_code}"
     except Exception as error:  # refused, reset, timed out, no HTTP: whatever it was, no c comes of it
         return f"{type(error).__name__}: {error}"
     finally:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import configargparse
 
-from contract import ENDPOINTS, SecondsOption
+from contract import ENDPOINTS, TOO_MANY_CONNECTIONS, SecondsOption
 
 from . import render
 from .runs import Measurement, main as run_main, run_all
@@ -73,7 +73,7 @@ def table_row(result):
            "pool_size": facts["pool_size"], "max_overflow": facts["max_overflow"],
            "requests": max(s.answered for s in result.summaries), "sleep_s": sleep,
            "failures": sum(sum(s.failures.values()) for s in result.summaries),
-           "too_many_connections": sum(s.failures["too_many_connections"] for s in result.summaries),
+           "too_many_connections": sum(s.failures[TOO_MANY_CONNECTIONS] for s in result.summaries),
            **{key: result.costs.get(key, "") for key in TABLE_COLUMNS[-4:]}}
     totals, ideals, models = [], [], []
     for endpoint in ENDPOINTS:
@@ -151,8 +151,6 @@ def parse_args(argv=None):
             parser.error("--pg-max-connections sets the embedded PostgreSQL's: not with DATABASE_URL or --use-running")
         if args.pg_max_connections < 4:
             parser.error("--pg-max-connections must be at least 4")
-        # Read by the embedded server's start (server.config.pg_max_connections).
-        os.environ["PG_MAX_CONNECTIONS"] = str(args.pg_max_connections)
     with open(args.profile) as profile_file:
         profile = configargparse.DefaultConfigFileParser().parse(profile_file)
     args.sleep_seconds = float(args.sleep_seconds or profile.get("sleep-seconds") or 5)
@@ -168,7 +166,7 @@ def main(argv=None):
     out = Path(args.out)
 
     def run():
-        results = run_all(args.measurements, out, args.use_running)
+        results = run_all(args.measurements, out, args.use_running, args.pg_max_connections)
         rows = [table_row(result) for result in results]
         print()
         print(render.format_table(SHOWN, rows))

@@ -21,7 +21,6 @@ class RequestLog:
     An output only: the reports read the answers' records, never this file."""
 
     def __init__(self, path):
-        self.path = str(path)
         self._file = open(path, "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
         self._writer.writerow(REQUEST_LOG_COLUMNS)

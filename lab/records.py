@@ -8,10 +8,14 @@ request log are all read from that list.
 """
 
 import json
+import time
 
-from contract import endpoint_of, failure_cause
+from contract import TIMING_FIELDS, endpoint_of, failure_cause
 
 from .waves import Completion
+
+# The timing rows' names for the answer's own times; its other timing fields keep their names.
+TIMING_COLUMNS = {"started_at": "server_started", "finished_at": "server_finished"}
 
 
 def answer_record(request_type, name, response_time, response_length, response=None, exception=None,
@@ -19,6 +23,8 @@ def answer_record(request_type, name, response_time, response_length, response=N
     """One answered request from Locust's request event: what the request log keeps, and the
     server's timestamps from the answer (None when it sent none)."""
     status_code = getattr(response, "status_code", 0) or 0
+    if start_time is None:
+        start_time = time.time()  # as Locust's own request log does for an event without one
     record = {"request_type": request_type, "name": name, "response_time": response_time,
               "response_length": response_length, "start_time": start_time, "status_code": status_code,
               "exception": str(exception) if exception else None, "timing": None}
@@ -26,12 +32,12 @@ def answer_record(request_type, name, response_time, response_length, response=N
         return record
     try:
         answer = json.loads(response.text)
-        record["timing"] = {
-            "endpoint": endpoint_of(name), "sent": start_time, "done": start_time + response_time / 1000,
-            "server_started": answer["started_at"], "server_finished": answer["finished_at"],
-            "pool_wait": answer.get("pool_wait", ""), "connect_seconds": answer.get("connect_seconds", ""),
-            "query_seconds": answer.get("query_seconds", ""), "pid": answer["pid"]}
-    except (TypeError, ValueError, KeyError):
+        timing = {field: answer.get(field, "") for field in TIMING_FIELDS}
+        if "" in (timing["started_at"], timing["finished_at"], timing["pid"]):
+            return record  # not a sleep's answer: no timing to keep
+        record["timing"] = {"endpoint": endpoint_of(name), "sent": start_time, "done": start_time + response_time / 1000,
+                            **{TIMING_COLUMNS.get(field, field): value for field, value in timing.items()}}
+    except (TypeError, ValueError, AttributeError):
         pass
     return record
 

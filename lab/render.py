@@ -1,6 +1,6 @@
 """A burst's summaries as words: the terminal summary, the web UI's Waves tab, and tables."""
 
-from contract import FAILURE_CAUSES, endpoint_of
+from contract import FAILURE_CAUSES, TOO_MANY_CONNECTIONS, endpoint_of
 
 from .analysis import stop_notes, worker_spread
 
@@ -123,9 +123,9 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
                 "" if p.model_total is None else
                 f"; measured/model {'stopped early' if s.model_ratio is None else f'{s.model_ratio:.2f}'}"))
             if p.refused:
-                lines.append(f"  predicted {s.sent - p.refused} succeeded and {p.refused} too_many_connections; "
+                lines.append(f"  predicted {s.sent - p.refused} succeeded and {p.refused} {TOO_MANY_CONNECTIONS}; "
                              f"measured {s.answered - sum(s.failures.values())} succeeded and "
-                             f"{s.failures['too_many_connections']} too_many_connections")
+                             f"{s.failures[TOO_MANY_CONNECTIONS]} {TOO_MANY_CONNECTIONS}")
             if s.uneven and s.ratio is not None:
                 lines.append(f"  UNEVEN: the waves differ from the prediction ({uneven_cause(s, facts, warnings)})")
             lines += spread_lines(s, facts)

@@ -102,20 +102,20 @@ def run_locust(measurement, running, prefix):
     return locust.returncode
 
 
-def run_all(measurements, out, use_running=False):
+def run_all(measurements, out, use_running=False, max_connections=None):
     """Measure each in turn on a server of its own (or the running mode); return the Results.
 
-    Every server started here is stopped when this returns, raises or gets Ctrl-C.
+    The embedded PostgreSQL they share runs with `max_connections` (None: the PG_MAX_CONNECTIONS
+    setting; a DATABASE_URL keeps its own). Every server started here is stopped when this
+    returns, raises or gets Ctrl-C.
     """
     out.mkdir(parents=True, exist_ok=True)
     environment = {}
     if not use_running:
-        import embedded_pg
-        from server.config import embedded_pgdata, pg_max_connections
+        from .database import database_url
 
         # Held for the whole run, so the database is not restarted between servers.
-        environment["DATABASE_URL"] = embedded_pg.database_url(os.environ.get("DATABASE_URL"),
-                                                               ROOT / embedded_pgdata(), pg_max_connections())
+        environment["DATABASE_URL"] = database_url(max_connections)
     results = []
     for number, m in enumerate(measurements, start=1):
         print(f"[{number}/{len(measurements)}] {m.name}: {m.requests} requests per endpoint "

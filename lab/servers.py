@@ -13,7 +13,8 @@ from pathlib import Path
 
 from honcho.environ import parse_procfile
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import ROOT
+
 PROCFILE = parse_procfile((ROOT / "Procfile").read_text()).processes
 # The Procfile calls `python3` by name: find the one installed beside this Python (it runs Gunicorn).
 BIN_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

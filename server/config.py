@@ -89,14 +89,11 @@ def _database_url(environ, driver):
 
 
 # The embedded PostgreSQL's settings, for those that start it (gunicorn.conf.py, the lab): the app never does.
-# The data directory when EMBEDDED_PGDATA is unset: relative, so inside the checkout its callers run from.
-DEFAULT_PGDATA = "var/pgdata"
-
-
 def embedded_pgdata(environ=None):
-    """The embedded PostgreSQL's data directory, as given (a relative one is the caller's to resolve)."""
+    """The embedded PostgreSQL's data directory as EMBEDDED_PGDATA gives it; None when unset (the starter's
+    default: lab.DEFAULT_PGDATA, var/pgdata in the checkout)."""
     environ = os.environ if environ is None else environ
-    return environ.get("EMBEDDED_PGDATA", "").strip() or DEFAULT_PGDATA
+    return environ.get("EMBEDDED_PGDATA", "").strip() or None
 
 
 def pg_max_connections(environ=None):

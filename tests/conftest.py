@@ -79,8 +79,8 @@ def running_mode(database_url, tmp_path_factory):
         return running[key]
 
     yield get
-    for server in running.values():
-        server.stop()
+    for mode in running.values():
+        mode.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import sys
 import pytest
 from sqlalchemy import func, select, update
 
+from contract import TIMING_FIELDS, sleep_path
 from lab.servers import BIN_PATH, ROOT
 from server.db import SEED_ROWS, Todo, db
 
@@ -75,6 +76,15 @@ def test_seconds_default_and_bounds_are_accepted(app, client):
     assert client.get("/sleep/python?seconds=0").json["seconds"] == 0
     assert client.get("/pool/").json["pool_limit"] == 15
     assert client.get("/sleep/postgres/?seconds=0").json["todo_count"] == SEED_ROWS
+
+
+def test_every_sleep_answers_the_contracts_timing_fields(client):
+    python = client.get(f"{sleep_path('python')}?seconds=0").json
+    postgres = client.get(f"{sleep_path('postgres')}?seconds=0").json
+    # The postgres answer times its pool wait, connect and query too; the python one has no database.
+    assert set(TIMING_FIELDS) <= set(postgres)
+    assert set(TIMING_FIELDS) - set(python) == {"pool_wait", "connect_seconds", "query_seconds"}
+    assert postgres["started_at"] <= postgres["finished_at"] and python["pid"] == postgres["pid"] == os.getpid()
 
 
 @pytest.mark.slow

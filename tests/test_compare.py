@@ -12,6 +12,7 @@ import psutil
 import pytest
 from matplotlib import image
 
+from lab.render import sizes
 from lab.servers import ROOT
 
 # Real Gunicorn modes, Locust runs or PostgreSQL servers: seconds each.
@@ -77,7 +78,7 @@ def test_compare_pool_shapes_side_by_side(database_url, tmp_path):
     rows = read_rows(f"{out}.csv")
     assert set(rows) == {"green 2+3", "green 2+3 fair"}
     assert rows["green 2+3 fair"]["pool_class"] == "FairQueuePool"
-    assert rows["green 2+3 fair"]["postgres_waves"] == " ".join(["5"] * 20)
+    assert rows["green 2+3 fair"]["postgres_waves"] == sizes([5] * 20)
     assert rows["green 2+3"]["postgres_waves"].startswith("5 ")
     assert marked_processes(mark) == []
 
@@ -106,7 +107,7 @@ def test_pool_shapes_and_the_ceiling_are_read_from_the_command_line(monkeypatch)
         ("green null", "green", {"POOL_CLASS": "null"}),
         ("green 5+10", "green", {"POOL_SIZE": "5", "MAX_OVERFLOW": "10", "POOL_CLASS": "queue"}),
         ("green 2+3 fair", "green", {"POOL_SIZE": "2", "MAX_OVERFLOW": "3", "POOL_CLASS": "fair"})]
-    assert os.environ["PG_MAX_CONNECTIONS"] == "50"
+    assert args.pg_max_connections == 50 and "PG_MAX_CONNECTIONS" not in os.environ
     assert [m.name for m in parse_args(["--modes", "sync,nullpool"]).measurements] == ["sync", "nullpool"]
     for wrong in (["--pools", "lots"], ["--pg-max-connections", "3"], ["--use-running", "--pg-max-connections", "50"]):
         with pytest.raises(SystemExit):

@@ -193,8 +193,11 @@ def test_the_result_file_keeps_the_spread_and_reads_files_from_before_it(tmp_pat
     import json
     data = json.loads((tmp_path / "result.json").read_text())
     del data["summaries"][0]["served_by"]
+    # ... and before the count of answers was called "answered".
+    data["summaries"][0]["requests"] = data["summaries"][0].pop("answered")
     (tmp_path / "old.json").write_text(json.dumps(data))
-    assert files.read_result(tmp_path / "old.json")[1][0].served_by == {}
+    [old] = files.read_result(tmp_path / "old.json")[1]
+    assert (old.served_by, old.answered) == ({}, 10)
 
 
 def test_the_summary_and_the_waves_tab_show_the_model_beside_the_ideal(tmp_path):

@@ -7,7 +7,9 @@ from locust.event import EventHook
 
 from contract import BadParameter, SecondsOption
 
-BEHAVIOURS = ("steady", "burst")
+STEADY, BURST = BEHAVIOURS = ("steady", "burst")
+SLEEP_SECONDS = SecondsOption("--sleep-seconds")
+IDLE_WAIT = SecondsOption("--idle-wait")
 
 log = logging.getLogger("pool-lab")
 
@@ -20,9 +22,9 @@ def add_arguments(parser, **kwargs):
                              "postgres) and the run ends when all are answered (in the web UI a burst "
                              "spawns up to 100 users a second, whatever the ramp-up says: no request "
                              "leaves before all are spawned); steady: users loop with no wait, for the charts")
-    parser.add_argument("--sleep-seconds", type=SecondsOption("--sleep-seconds"), default="",
+    parser.add_argument("--sleep-seconds", type=SLEEP_SECONDS, default="",
                         help="?seconds= sent with every request; empty: the server's SLEEP_SECONDS")
-    parser.add_argument("--idle-wait", type=SecondsOption("--idle-wait"), default="10",
+    parser.add_argument("--idle-wait", type=IDLE_WAIT, default="10",
                         help="seconds a burst waits for the server's pool to be idle before it runs "
                              "anyway, with a warning")
     parser.add_argument("--calibrate", action="store_true", default=False,
@@ -40,7 +42,7 @@ class Settings:
 
     @property
     def burst(self):
-        return self.behaviour == "burst"
+        return self.behaviour == BURST
 
     @property
     def query(self):
@@ -51,8 +53,8 @@ class Settings:
     def read(cls, options):
         """The run's settings from Locust's parsed options; BadParameter names the option it refuses."""
         # Checked again: the web UI's form sets options as typed, past the option's type.
-        return cls(behaviour=options.behaviour, sleep_seconds=SecondsOption("--sleep-seconds")(options.sleep_seconds),
-                   idle_wait=float(SecondsOption("--idle-wait")(options.idle_wait) or 0),
+        return cls(behaviour=options.behaviour, sleep_seconds=SLEEP_SECONDS(options.sleep_seconds),
+                   idle_wait=float(IDLE_WAIT(options.idle_wait) or 0),
                    calibrate=options.calibrate)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from flask import request, send_file
 
 from ..render import WAVES_TAB
+from .options import BURST
 
 
 class WebUIExtension:
@@ -39,7 +40,7 @@ class WebUIExtension:
 
     def burst_spawns_at_once(self):
         # A burst begins once every user is spawned: a ramp-up would only delay it.
-        if request.path.endswith("/swarm") and request.form.get("behaviour") == "burst":
+        if request.path.endswith("/swarm") and request.form.get("behaviour") == BURST:
             form = request.form.copy()
             try:
                 form["spawn_rate"] = str(max(float(form["spawn_rate"]), min(int(form["user_count"]), 100)))
