@@ -14,7 +14,8 @@ def create_app(test_config=None):
         if not settings["DATABASE_URL"]:
             raise config.ConfigError("DATABASE_URL is not set: the app starts no database of its own; set it "
                                      "(postgresql://user:password@host:port/dbname), or run the modes with "
-                                     "honcho start, whose Gunicorn starts the embedded PostgreSQL")
+                                     "honcho start, whose Gunicorn starts the embedded PostgreSQL (the Todo table alone: "
+                                     "python -m lab.database init-db)")
     except config.ConfigError as error:
         # Every way to the app passes here (flask --app server, Gunicorn's workers, python -c):
         # a bad setting ends it with one line, not a traceback.

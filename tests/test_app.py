@@ -114,7 +114,7 @@ def test_pool_never_shows_the_password(running_mode, database_url):
 
 NO_DATABASE_URL = ("pool-lab: DATABASE_URL is not set: the app starts no database of its own; set it "
                    "(postgresql://user:password@host:port/dbname), or run the modes with honcho start, whose "
-                   "Gunicorn starts the embedded PostgreSQL")
+                   "Gunicorn starts the embedded PostgreSQL (the Todo table alone: python -m lab.database init-db)")
 
 
 def test_without_a_database_url_the_app_starts_nothing_and_says_so_in_one_line(monkeypatch):
@@ -136,6 +136,19 @@ def test_without_a_database_url_commands_stop_with_one_line_and_no_database(argv
     assert result.returncode == 1
     assert (result.stdout, result.stderr) == ("", NO_DATABASE_URL + "\n")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_lab_resets_the_todo_table_on_its_database_and_says_a_failure_in_one_line(database_url):
+    env = {**os.environ, "PATH": BIN_PATH, "DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "lab.database", "init-db"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"todo table ready: {SEED_ROWS} rows\n", "")
+    env["DATABASE_URL"] = "postgresql://lab@127.0.0.1:1/nowhere"
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("pool-lab: could not prepare the todo table: connection to server at "
+                                  '"127.0.0.1", port 1 failed') and done.stderr.count("\n") == 1, done.stderr
 
 
 def imports_within(package):
