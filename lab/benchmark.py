@@ -13,7 +13,6 @@ which of the two, and why; a case with failures or unanswered requests misses wh
 """
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import report
+from . import files, render
 from .runs import Measurement, main as run_main, run_all
 from .servers import ROOT, free_port
 
@@ -53,7 +52,7 @@ class Case:
     # The sleep its target is set for (TARGET_SLEEP when None: the run's --quick or full sleep).
     sleep: float | None = None
     # The server's settings beyond its Procfile line, and the Locust profile and spawn rate it runs with.
-    server: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
     profile: Path = PROFILE
     spawn_rate: int | None = None
 
@@ -85,7 +84,7 @@ CASES = [
     Case("gevent-postgres-100", "gevent", "postgres", 100, BLOCKED),
     Case("green-python-100", "green", "python", 100, OVERLAPPED),
     Case("green-postgres-100", "green", "postgres", 100,
-         "past the pool limit, stock QueuePool's later waves shrink (README, Uneven waves)",
+         "past the pool limit, stock QueuePool's later waves shrink (docs/uneven-waves.md)",
          target=None, why="uneven by design"),
     Case("fair-python-100", "fair", "python", 100, OVERLAPPED),
     Case("fair-postgres-100", "fair", "postgres", 100, FAIR),
@@ -94,7 +93,7 @@ CASES = [
          THREAD_WAVES + ", below the pool limit of 15, so no request waits for a connection"),
     Case("psycopg3-python-100", "psycopg3", "python", 100, OVERLAPPED),
     Case("psycopg3-postgres-100", "psycopg3", "postgres", 100,
-         "past the pool limit, stock QueuePool's later waves shrink, as with psycopg2 (README, Uneven waves)",
+         "past the pool limit, stock QueuePool's later waves shrink, as with psycopg2 (docs/uneven-waves.md)",
          target=None, why="uneven by design"),
     Case("green-python-1000", "green", "python", 1000, "1000 overlapped sleeps on one worker",
          target=1.05, judged_by="model",
@@ -111,15 +110,9 @@ CASES = [
     Case("green-python-10000", "green", "python", 10000,
          "10,000 overlapped 5 s sleeps: 2 Gunicorn workers, 2 Locust processes (profiles/10k-users.conf)",
          target=1.10, judged_by="model", sleep=5.0, profile=ROOT / "profiles" / "10k-users.conf", spawn_rate=1000,
-         server={"WEB_CONCURRENCY": "2", "WORKER_CONNECTIONS": "10000"},
+         env={"WEB_CONCURRENCY": "2", "WORKER_CONNECTIONS": "10000"},
          why="every request answered, none failed; the CPU of 10,000 requests shares 2 cores"),
 ]
-
-
-def read_timings(path, endpoint):
-    with open(path, newline="") as log:
-        return [{k: (float(v) if v not in ("", endpoint) else v) for k, v in row.items()}
-                for row in csv.DictReader(log) if row["endpoint"] == endpoint]
 
 
 def excess_by_part(timings, prediction):
@@ -164,7 +157,7 @@ def case_row(case, result, timings_path):
         "case": case.name,
         "mode": case.mode,
         "endpoint": case.endpoint,
-        "requests": summary.requests,
+        "requests": summary.answered,
         "sleep_s": summary.prediction.sleep,
         "total_s": round(summary.total, 3),
         "ideal_s": round(summary.prediction.ideal_total, 3),
@@ -181,10 +174,10 @@ def case_row(case, result, timings_path):
         # Predicted from /db before the run: requests the database refuses at once.
         "refused_predicted": summary.prediction.refused,
         "refused": summary.failures["too_many_connections"],
-        "excess_by_part_s": excess_by_part(read_timings(timings_path, case.endpoint), summary.prediction),
+        "excess_by_part_s": excess_by_part(files.read_server_timings(timings_path, case.endpoint), summary.prediction),
         "costs": result.costs,
     }
-    unanswered = case.requests - summary.requests
+    unanswered = case.requests - summary.answered
     if target is None:
         row["verdict"] = (f"no target ({case.why})" if case.target is None else
                           f"no target (its target is for {case.sleep or TARGET_SLEEP:g} s)")
@@ -214,7 +207,7 @@ def format_rows(rows):
               "model_ratio": "" if row["model_ratio"] is None else f"{row['model_ratio']:.3f}",
               "target": "" if row["target"] is None else f"{row['target']:.2f} {row['judged_by']}"}
              for row in rows]
-    table = report.format_table((("case", "case"), ("N", "requests", ">"), ("total s", "total_s", ">"),
+    table = render.format_table((("case", "case"), ("N", "requests", ">"), ("total s", "total_s", ">"),
                                  ("ideal s", "ideal_s", ">"), ("/ideal", "ratio", ">"), ("model s", "model_s", ">"),
                                  ("/model", "model_ratio", ">"), ("target", "target", ">"), ("verdict", "verdict")),
                                 shown)
@@ -223,7 +216,7 @@ def format_rows(rows):
 
 
 def format_cases(cases):
-    return report.format_table((("case", "name"), ("N", "requests", ">"), ("target", "target", ">"),
+    return render.format_table((("case", "name"), ("N", "requests", ">"), ("target", "target", ">"),
                                 ("shows", "shows"), ("why", "why")),
                                [{**vars(c), "target": f"{c.target:.2f} {c.judged_by}" if c.target else ""}
                                 for c in cases])
@@ -258,7 +251,7 @@ def main(argv=None):
                                                      pg_max_connections())
             env["tcp"] = {"DATABASE_URL": tcp_url}
         results = run_all([Measurement(c.name, c.mode, c.profile, sleep if args.quick else c.sleep or sleep, c.requests,
-                                       (c.endpoint,), {**env[c.database], **c.server}, c.spawn_rate)
+                                       (c.endpoint,), {**env[c.database], **c.env}, c.spawn_rate)
                            for c in cases], out)
         rows = [case_row(case, result, f"{out / result.measurement.slug}_server_timing.csv")
                 for case, result in zip(cases, results)]

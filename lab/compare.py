@@ -22,7 +22,7 @@ import configargparse
 
 from contract import ENDPOINTS, SecondsOption
 
-from . import report
+from . import render
 from .runs import Measurement, main as run_main, run_all
 from .servers import PROCFILE, ROOT
 
@@ -71,7 +71,7 @@ def table_row(result):
     facts, sleep = result.facts, result.measurement.sleep
     row = {"variant": result.measurement.name, "mode": facts["mode"], "pool_class": facts["pool_class"].rsplit(".", 1)[-1],
            "pool_size": facts["pool_size"], "max_overflow": facts["max_overflow"],
-           "requests": max(s.requests for s in result.summaries), "sleep_s": sleep,
+           "requests": max(s.answered for s in result.summaries), "sleep_s": sleep,
            "failures": sum(sum(s.failures.values()) for s in result.summaries),
            "too_many_connections": sum(s.failures["too_many_connections"] for s in result.summaries),
            **{key: result.costs.get(key, "") for key in TABLE_COLUMNS[-4:]}}
@@ -80,7 +80,7 @@ def table_row(result):
         s = result.summary(endpoint)
         model = s and s.prediction.model_total
         row[f"{endpoint}_total_s"] = f"{s.total:.2f}" if s else ""
-        row[f"{endpoint}_waves"] = " ".join(str(w.size) for w in s.waves) if s else ""
+        row[f"{endpoint}_waves"] = render.sizes(w.size for w in s.waves) if s else ""
         row[f"{endpoint}_ideal_s"] = f"{s.prediction.ideal_total:.2f}" if s else ""
         row[f"{endpoint}_model_s"] = f"{model:.2f}" if model else ""
         if s:
@@ -105,7 +105,7 @@ def model_lines(results):
 def write_markdown(path, rows, profile, sleep):
     lines = [f"# pool-lab comparison: {profile.stem}, {sleep:g} s sleeps", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `python -m lab.compare`.", "",
-             report.format_table(SHOWN, rows, markdown=True)]
+             render.format_table(SHOWN, rows, markdown=True)]
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -171,7 +171,7 @@ def main(argv=None):
         results = run_all(args.measurements, out, args.use_running)
         rows = [table_row(result) for result in results]
         print()
-        print(report.format_table(SHOWN, rows))
+        print(render.format_table(SHOWN, rows))
         print("\n" + "\n".join(model_lines(results)))
         write_markdown(f"{out}.md", rows, args.profile, args.sleep_seconds)
         write_csv(f"{out}.csv", rows)

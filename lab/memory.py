@@ -36,10 +36,3 @@ def sample_backends(postmaster_pid):
         uss += memory.uss
         pss += memory.pss
     return Sample(backends, uss / MIB, pss / MIB)
-
-
-def write_sample(path, at, sample):
-    """A burst's sample: seconds into the postgres burst, client backends, their USS and PSS in MiB."""
-    with open(path, "w", encoding="utf-8") as out:
-        out.write("seconds,backends,uss_mib,pss_mib\n")
-        out.write(f"{at:g},{sample.backends},{sample.uss_mib:.2f},{sample.pss_mib:.2f}\n")

@@ -10,6 +10,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from contract import ENDPOINTS  # noqa: E402
 
+from . import render  # noqa: E402
+
 
 def plot_completions(path, results, title):
     """One panel per variant (row) and endpoint (column): measured stairs over the predicted ones."""
@@ -37,7 +39,7 @@ def plot_completions(path, results, title):
             failed = [(i, c.at) for i, c in enumerate(ordered, 1) if c.failure]
             if failed:
                 ax.scatter(*zip(*failed), color="tab:red", s=12, zorder=3, label="failed")
-            waves = " ".join(str(w.size) for w in summary.waves)
+            waves = render.sizes(w.size for w in summary.waves)
             ax.set_title(f"{result.measurement.name}: {endpoint} (waves {waves})", fontsize=9, loc="left")
             ax.set_xlabel("requests, in the order they were answered")
             ax.set_ylabel("answered after (s)")

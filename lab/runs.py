@@ -17,8 +17,8 @@ from pathlib import Path
 
 from contract import ENDPOINTS, endpoint_of
 
-from . import report
-from .servers import PROCFILE, ROOT, LabServer, start_mode
+from . import files
+from .servers import PROCFILE, ROOT, RunningMode, start_mode
 
 # locustfile.py's user class for each endpoint.
 USER_CLASSES = {"python": "PythonSleepUser", "postgres": "PostgresSleepUser"}
@@ -74,11 +74,11 @@ def answered(prefix, endpoints):
     return counts
 
 
-def run_locust(measurement, server, prefix):
-    """One headless Locust run of the measurement against `server`, with a progress line; its exit code."""
+def run_locust(measurement, running, prefix):
+    """One headless Locust run of the measurement against the `running` mode, with a progress line; its exit code."""
     m = measurement
     users = m.requests * len(m.endpoints)
-    command = [sys.executable, "-m", "locust", "--config", str(m.profile), "-H", server.url,
+    command = [sys.executable, "-m", "locust", "--config", str(m.profile), "-H", running.url,
                "--csv", str(prefix), "--html", f"{prefix}.html", "--sleep-seconds", str(m.sleep),
                # At most 100 a second: Locust warns above that, and the burst waits for everyone anyway.
                "-u", str(users), "-r", str(m.spawn_rate or min(users, 100)), *(USER_CLASSES[e] for e in m.endpoints)]
@@ -121,17 +121,17 @@ def run_all(measurements, out, use_running=False):
         print(f"[{number}/{len(measurements)}] {m.name}: {m.requests} requests per endpoint "
               f"({', '.join(m.endpoints)}), {m.sleep:g} s sleeps", flush=True)
         if use_running:
-            server = LabServer(m.mode, f"http://127.0.0.1:{default_port(m.mode)}")
+            running = RunningMode(m.mode, f"http://127.0.0.1:{default_port(m.mode)}")
         else:
-            server = start_mode(m.mode, {**environment, **m.env}, out / f"{m.slug}_server.log")
+            running = start_mode(m.mode, {**environment, **m.env}, out / f"{m.slug}_server.log")
         Path(f"{out / m.slug}_result.json").unlink(missing_ok=True)  # a file of an earlier run is no result
         try:
-            code = run_locust(m, server, out / m.slug)
+            code = run_locust(m, running, out / m.slug)
         finally:
-            server.stop()
+            running.stop()
         if not Path(f"{out / m.slug}_result.json").exists():
             raise RuntimeError(f"{m.name}: Locust answered nothing (exit {code}); see {out / m.slug}_locust.log")
-        results.append(Result(m, *report.read_result(f"{out / m.slug}_result.json")))
+        results.append(Result(m, *files.read_result(f"{out / m.slug}_result.json")))
     return results
 
 

@@ -26,8 +26,8 @@ def free_port():
 
 
 @dataclass
-class LabServer:
-    """One mode of the lab, at `url`; `process` is None for a server someone else runs."""
+class RunningMode:
+    """One running Procfile mode of the lab, at `url`; `process` is None for a mode someone else runs."""
     mode: str
     url: str
     process: subprocess.Popen | None = None
@@ -72,20 +72,20 @@ def start_mode(mode, environment, log_path, timeout=60):
     with open(log_path, "w") as log:
         process = subprocess.Popen(PROCFILE[mode], shell=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = LabServer(mode, f"http://127.0.0.1:{port}", process, Path(log_path))
+    running = RunningMode(mode, f"http://127.0.0.1:{port}", process, Path(log_path))
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"{mode} exited with {process.returncode}:\n{server.log()}")
+                raise RuntimeError(f"{mode} exited with {process.returncode}:\n{running.log()}")
             try:
-                status, pool = server.get_json("/pool")
-                if status == 200 and server.log().count(f"pool-lab: {mode} ready at") >= pool["workers"]:
-                    return server
+                status, pool = running.get_json("/pool")
+                if status == 200 and running.log().count(f"pool-lab: {mode} ready at") >= pool["workers"]:
+                    return running
             except (OSError, ValueError, KeyError):
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"{mode} did not answer within {timeout}s:\n{server.log()}")
+        raise RuntimeError(f"{mode} did not answer within {timeout}s:\n{running.log()}")
     except BaseException:
-        server.stop()  # Ctrl-C or a failure while it starts: nothing left running
+        running.stop()  # Ctrl-C or a failure while it starts: nothing left running
         raise

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lab.servers import ROOT, free_port
-from lab.report import WAVES_COLUMNS
+from lab.files import WAVES_COLUMNS
 
 SLEEP = 0.3
 

@@ -10,7 +10,7 @@ import psutil
 import psycopg2
 import pytest
 
-from lab.servers import BIN_PATH, PROCFILE, ROOT, LabServer, free_port, start_mode
+from lab.servers import BIN_PATH, PROCFILE, ROOT, RunningMode, free_port, start_mode
 
 MODES = tuple(PROCFILE)
 
@@ -29,7 +29,7 @@ def launch_honcho(pgdata, log_path, machine=None):
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_path.open("w"),
                                stderr=subprocess.STDOUT, start_new_session=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    servers = [LabServer(mode, f"http://127.0.0.1:{port}", process, log_path) for mode, port in ports.items()]
+    servers = [RunningMode(mode, f"http://127.0.0.1:{port}", process, log_path) for mode, port in ports.items()]
     return process, servers
 
 

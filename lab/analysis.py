@@ -1,0 +1,141 @@
+"""From a burst's completions to summaries, the workers' spread and the connections' costs: pure
+functions, no files and no words beyond a note (lab.files writes the files, lab.render the text)."""
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from contract import ENDPOINTS
+
+from .waves import Prediction, Wave, group_waves, limits, predict
+
+
+@dataclass
+class EndpointSummary:
+    endpoint: str
+    answered: int
+    total: float
+    waves: list
+    prediction: object = None
+    failures: Counter = field(default_factory=Counter)
+    # Requests sent; more than `answered` when the run stopped with some in flight.
+    sent: int = 0
+    # {worker pid: requests it answered}, from the answers that carry a pid (a failure's carries none).
+    served_by: dict = field(default_factory=dict)
+
+    @property
+    def in_flight(self):
+        return max(self.sent - self.answered, 0)
+
+    @property
+    def ratio(self):
+        if self.in_flight or not (self.prediction and self.prediction.ideal_total):
+            return None  # a total of what was answered is no measure of a burst cut short
+        return self.total / self.prediction.ideal_total
+
+    @property
+    def model_ratio(self):
+        """Measured total / the CPU model's total: None without a model or for a burst cut short."""
+        if self.ratio is None or not self.prediction.model_total:
+            return None
+        return self.total / self.prediction.model_total
+
+    @property
+    def uneven(self):
+        """True when the waves differ from the prediction (the first wave may still match)."""
+        return self.prediction is not None and tuple(w.size for w in self.waves) != self.prediction.wave_sizes
+
+    @classmethod
+    def from_dict(cls, data):
+        """The inverse of dataclasses.asdict, for a summary read back from a run's result file."""
+        prediction = data["prediction"] and Prediction(**{**data["prediction"], "wave_sizes": tuple(
+            data["prediction"]["wave_sizes"])})
+        # JSON made the pids strings; result files from before served_by have none.
+        served_by = {int(pid): count for pid, count in data.get("served_by", {}).items()}
+        return cls(**{**data, "waves": [Wave(**wave) for wave in data["waves"]], "prediction": prediction,
+                      "failures": Counter(data["failures"]), "served_by": served_by})
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How one endpoint's answers were spread over the server's workers, and what that spread costs."""
+    counts: tuple[int, ...]  # requests each worker that served answered, most first
+    even_total: float  # the best case: the same answers spread evenly, in waves of workers x per-worker limit
+    spread_total: float  # this spread: each worker alone, ceil(n / per-worker limit) waves; the slowest decides
+    wave_sizes: tuple[int, ...] = ()  # the waves this spread predicts: each worker's waves, added up wave by wave
+
+    @property
+    def uneven(self):
+        return self.spread_total > self.even_total
+
+
+def worker_spread(endpoint, served_by, sleep, facts):
+    """The cost of how the kernel spread a burst's connections over the workers, or None without the facts.
+
+    Each worker runs its share alone, up to its own limit (limits() for one worker: its concurrency,
+    and for postgres its pool), so the busiest worker decides the total.
+    """
+    if not (served_by and facts and sleep is not None):
+        return None
+    per_worker = min(limit for limit, _ in limits(endpoint, {**facts, "workers": 1}))
+    answered = sum(served_by.values())
+    waves = [0] * max(math.ceil(count / per_worker) for count in served_by.values())
+    for count in served_by.values():
+        for wave in range(math.ceil(count / per_worker)):
+            waves[wave] += min(per_worker, count - wave * per_worker)
+    return Spread(counts=tuple(sorted(served_by.values(), reverse=True)),
+                  even_total=math.ceil(answered / (per_worker * facts["workers"])) * sleep,
+                  spread_total=len(waves) * sleep, wave_sizes=tuple(waves))
+
+
+def summarize(completions, sleep=None, facts=None, sent=None, timings=()):
+    """One EndpointSummary per endpoint, in burst order.
+
+    `sleep` (seconds per request) turns on wave grouping: a burst run. `facts`, the
+    server's /pool answer, adds the prediction, made for the requests `sent` per endpoint
+    (by default, those answered). `timings`, the server timing rows, say which worker served each.
+    """
+    sent = {**{e: len(done) for e, done in completions.items()}, **(sent or {})}
+    served_by = {}
+    for timing in timings:
+        if timing.get("pid"):
+            served_by.setdefault(timing["endpoint"], Counter())[timing["pid"]] += 1
+    summaries = []
+    for endpoint in sorted(sent, key=lambda e: (ENDPOINTS + (e,)).index(e)):
+        done = completions.get(endpoint, [])
+        summaries.append(EndpointSummary(
+            endpoint=endpoint,
+            answered=len(done),
+            total=max((c.at for c in done), default=0.0),
+            waves=group_waves(done, sleep) if sleep is not None else [],
+            prediction=predict(endpoint, sent[endpoint], sleep, facts) if facts and sleep is not None else None,
+            failures=Counter(c.failure for c in done if c.failure),
+            sent=sent[endpoint],
+            served_by=dict(served_by.get(endpoint, {})),
+        ))
+    return summaries
+
+
+def stop_notes(summaries, never_began):
+    """What a run stopped before its burst was done left behind, per endpoint (empty when complete)."""
+    notes = [(s.endpoint, s.in_flight, f"STOPPED EARLY: {s.sent} sent, {s.answered} answered, "
+                                       f"{s.in_flight} still in flight") for s in summaries if s.in_flight]
+    return notes + [(endpoint, 0, "STOPPED EARLY: never began (the run stopped first)") for endpoint in never_began]
+
+
+def connection_costs(timings, memory_peak, memory_unavailable=None):
+    """What the burst's new connections cost: the time each took to open (from the server's answers)
+    and the memory of PostgreSQL's client backends at their peak (a lab.memory.Sample)."""
+    opened = sorted(t["connect_seconds"] for t in timings if t.get("connect_seconds"))
+    costs = {"connections_opened": len(opened)}
+    if opened:
+        costs.update(connect_median_ms=round(1000 * opened[len(opened) // 2], 2),
+                     connect_p95_ms=round(1000 * opened[min(len(opened) - 1, int(0.95 * len(opened)))], 2))
+    if memory_peak and memory_peak.backends:
+        costs.update(peak_backends=memory_peak.backends, uss_mib=round(memory_peak.uss_mib, 1),
+                     pss_mib=round(memory_peak.pss_mib, 1),
+                     uss_mib_per_backend=round(memory_peak.uss_mib / memory_peak.backends, 2),
+                     pss_mib_per_backend=round(memory_peak.pss_mib / memory_peak.backends, 2))
+    elif memory_unavailable:
+        costs["memory"] = memory_unavailable
+    return costs

@@ -1,0 +1,75 @@
+"""The lab's options of a Locust run, and their check at every test start."""
+
+import logging
+from dataclasses import dataclass
+
+from locust.event import EventHook
+
+from contract import BadParameter, SecondsOption
+
+BEHAVIOURS = ("steady", "burst")
+
+log = logging.getLogger("pool-lab")
+
+
+def add_arguments(parser, **kwargs):
+    """An init_command_line_parser listener: the lab's options, which the web UI's form shows too."""
+    # On the parser itself, not an argument group: only Locust's add_argument puts them in the web UI.
+    parser.add_argument("--behaviour", choices=BEHAVIOURS, default="steady",
+                        help="burst: every user sends one request at once (python first, then "
+                             "postgres) and the run ends when all are answered (in the web UI a burst "
+                             "spawns up to 100 users a second, whatever the ramp-up says: no request "
+                             "leaves before all are spawned); steady: users loop with no wait, for the charts")
+    parser.add_argument("--sleep-seconds", type=SecondsOption("--sleep-seconds"), default="",
+                        help="?seconds= sent with every request; empty: the server's SLEEP_SECONDS")
+    parser.add_argument("--idle-wait", type=SecondsOption("--idle-wait"), default="10",
+                        help="seconds a burst waits for the server's pool to be idle before it runs "
+                             "anyway, with a warning")
+    parser.add_argument("--calibrate", action="store_true", default=False,
+                        help="measure the mode's CPU per request again before the burst, instead of reusing "
+                             "the one in calibration.json beside the CSV files")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One run's lab options, checked."""
+    behaviour: str = "steady"
+    sleep_seconds: str = ""  # as given; empty: the server's default
+    idle_wait: float = 0.0
+    calibrate: bool = False
+
+    @property
+    def burst(self):
+        return self.behaviour == "burst"
+
+    @property
+    def query(self):
+        """The query string of every sleep request."""
+        return {"seconds": self.sleep_seconds} if self.sleep_seconds else {}
+
+    @classmethod
+    def read(cls, options):
+        """The run's settings from Locust's parsed options; BadParameter names the option it refuses."""
+        # Checked again: the web UI's form sets options as typed, past the option's type.
+        return cls(behaviour=options.behaviour, sleep_seconds=SecondsOption("--sleep-seconds")(options.sleep_seconds),
+                   idle_wait=float(SecondsOption("--idle-wait")(options.idle_wait) or 0),
+                   calibrate=options.calibrate)
+
+
+class Options:
+    """Reads the options at every test start; a run whose options pass starts every other component
+    (run_starting, in the order they registered), one that does not quits with a pool-lab line."""
+
+    def __init__(self, environment):
+        self.settings = Settings()
+        self.run_starting = EventHook()  # (settings): a run with these settings begins
+        environment.events.test_start.add_listener(self.on_test_start)
+
+    def on_test_start(self, environment, **kwargs):
+        try:
+            self.settings = Settings.read(environment.parsed_options)
+        except BadParameter as error:
+            log.error("%s", error)
+            environment.runner.quit()
+            return
+        self.run_starting.fire(settings=self.settings)

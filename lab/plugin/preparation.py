@@ -1,0 +1,95 @@
+"""Before each run, in the process that reports: the server's facts, and for a burst an idle pool,
+the mode's CPU calibration, the memory sampler, the kernel's baseline, and where the files go."""
+
+import json
+import logging
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import gevent
+
+from contract import DB_PATH, POOL_PATH
+
+from .. import calibration, kernel, memory
+
+# Where a run's files go when no --csv prefix is given (web UI runs); each web UI burst then
+# writes its own request log, waves, timings and result under a prefix with its mode and time.
+DEFAULT_PREFIX = "reports/webui"
+
+log = logging.getLogger("pool-lab")
+
+
+def fetch_facts(host):
+    """The server's /pool, with its database's /db as "db": the facts its prediction is made from."""
+    facts = {}
+    for path in (POOL_PATH, DB_PATH):
+        try:
+            with urllib.request.urlopen(f"{host.rstrip('/')}{path}", timeout=5) as answer:
+                facts[path] = json.load(answer)
+        except (OSError, ValueError) as error:
+            log.warning("%s%s did not answer (%s)", host, path, error)
+    if POOL_PATH not in facts:
+        log.warning("no prediction: without /pool the server's facts are unknown")
+        return None
+    return {**facts[POOL_PATH], "db": facts.get(DB_PATH)}
+
+
+class Preparation:
+    """What the run's report is made against; `burst` says when the postgres burst begins (for the sampler)."""
+
+    def __init__(self, environment, options, burst):
+        self.environment = environment
+        self.burst = burst
+        csv_prefix = environment.parsed_options.csv_prefix if environment.parsed_options else None
+        self.web_ui_prefix = not csv_prefix  # a run of its own prefix each, not to overwrite the last one's files
+        self.prefix = Path(csv_prefix or DEFAULT_PREFIX)
+        self.facts, self.sleep, self.warnings = None, None, []
+        self.memory_sample, self.sampler = None, None
+        self.overflows_before = None  # the kernel's ListenOverflows when the burst began, if it counts here
+        options.run_starting.add_listener(self.prepare)
+
+    def prepare(self, settings, **kwargs):
+        host = self.environment.host
+        self.warnings = []
+        self.facts = fetch_facts(host)
+        # What each request sleeps: the option, else the server's default (unknown without /pool).
+        self.sleep = float(settings.sleep_seconds) if settings.sleep_seconds else (self.facts or {}).get(
+            "sleep_seconds")
+        if settings.burst:
+            # A connection still held by an earlier client would skew the waves.
+            self.wait_until_idle(host, settings.idle_wait)
+            self.facts = calibration.with_cpu_cost(self.facts, host, self.prefix.parent, settings.calibrate)
+            self.memory_sample, self.sampler = None, gevent.spawn(self.sample_memory)
+            # The kernel's count is this machine's: it tells about a server on this machine only.
+            local = urllib.parse.urlsplit(host).hostname in ("127.0.0.1", "localhost", "::1")
+            self.overflows_before = kernel.listen_overflows() if local else None
+        if self.web_ui_prefix and self.facts:
+            self.prefix = Path(f"{DEFAULT_PREFIX}-{self.facts['mode']}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    def wait_until_idle(self, host, patience):
+        deadline = time.monotonic() + patience
+        while self.facts and self.facts["checked_out"] and time.monotonic() < deadline:
+            gevent.sleep(0.2)
+            self.facts = fetch_facts(host) or self.facts
+        if self.facts and self.facts["checked_out"]:
+            self.warnings.append(f"the pool had {self.facts['checked_out']} connection(s) checked out when the "
+                                 f"burst began, still after {patience:g} s (--idle-wait): an earlier client's requests")
+            log.warning("pool-lab: %s", self.warnings[-1])
+
+    def sample_memory(self):
+        """Sample PostgreSQL's client backends halfway through the postgres burst's first wave, when
+        its connections are all open and sleeping (if the database runs on this machine).
+
+        Once, not on a timer: psutil reads each backend's /proc files in this process, which
+        would hold up Locust's users for as long; half a sleep from any answer, it delays none.
+        """
+        postmaster = ((self.facts or {}).get("db") or {}).get("postmaster_pid")
+        self.burst.wait_begun("postgres")
+        gevent.sleep((self.sleep or 0) / 2)
+        self.memory_sample = memory.sample_backends(postmaster)
+
+    def stop_sampling(self):
+        if self.sampler:
+            self.sampler.kill()

@@ -1,0 +1,86 @@
+"""The run's report, in the process that reports: a burst's summary and files, or a steady run's summary."""
+
+import gevent
+import locust.runners
+
+from .. import files, kernel, render
+from ..analysis import connection_costs, summarize
+from ..records import completions, server_timings
+
+
+class BurstReporter:
+    """Once per burst, when its last answer is in or the run stops: the summary on the terminal, the waves,
+    server timings, memory and result files, and the rows of the web UI's Waves tab."""
+
+    def __init__(self, environment, options, preparation, burst, intake):
+        self.options = options
+        self.preparation = preparation
+        self.burst = burst
+        self.intake = intake
+        self.waves_rows = []  # the last burst's, for the web UI's Waves tab
+        self.waves_csv = None
+        burst.finished.add_listener(self.report)
+        environment.events.test_stop.add_listener(self.on_test_stop)
+
+    def on_test_stop(self, **kwargs):
+        if self.options.settings.burst:
+            self.report()  # at once if the run stopped before its burst was done
+
+    def report(self):
+        records = self.intake.finish()
+        if records is None:
+            return  # reported already
+        prep = self.preparation
+        prep.stop_sampling()
+        done, timings = completions(records), server_timings(records)
+        never_began = self.burst.never_began()
+        if not done and not self.burst.sent:
+            print("pool-lab: no request was answered", flush=True)
+            return
+        summaries = summarize(done, prep.sleep, prep.facts, dict(self.burst.sent), timings)
+        self.waves_csv = f"{prep.prefix}_waves.csv"
+        files.write_waves_csv(self.waves_csv, summaries, prep.warnings, never_began)
+        files.write_server_timings(f"{prep.prefix}_server_timing.csv", timings)
+        costs = connection_costs(timings, prep.memory_sample, None if (
+            prep.memory_sample or not self.burst.sent["postgres"]) else (
+            "cannot be sampled: the database does not run on this machine (or /db did not answer)"))
+        if prep.overflows_before is not None:
+            costs["listen_overflows"] = kernel.listen_overflows() - prep.overflows_before
+            costs["somaxconn"] = kernel.somaxconn()
+        if prep.memory_sample:
+            files.write_memory_sample(f"{prep.prefix}_memory.csv", (prep.sleep or 0) / 2, prep.memory_sample)
+        files.write_result(f"{prep.prefix}_result.json", prep.facts, summaries, done, costs)
+        self.waves_rows = render.waves_tab_rows(summaries, prep.facts, prep.warnings, never_began)
+        print("\n".join([render.format_summary(summaries, prep.facts, prep.warnings, never_began),
+                         *render.format_costs(costs), f"waves: {self.waves_csv}"]), flush=True)
+
+
+class SteadySummary:
+    """A steady run's response times, from Locust's own statistics, when the run stops."""
+
+    def __init__(self, environment, options):
+        self.environment = environment
+        self.options = options
+        environment.events.test_stop.add_listener(self.on_test_stop)
+
+    def on_test_stop(self, **kwargs):
+        if not self.options.settings.burst:
+            self.print()
+
+    def print(self, **kwargs):
+        print(f"pool-lab steady run (waves are measured in burst runs)\n"
+              f"{render.format_steady(self.environment.stats.entries.values())}", flush=True)
+
+
+class DistributedSteadySummary(SteadySummary):
+    """On a master: the summary waits for the workers' last statistics, which come after the stop."""
+
+    def on_test_stop(self, environment, **kwargs):
+        if self.options.settings.burst:
+            return
+        if environment.parsed_options.headless:
+            # The workers send their last statistics when told to quit, after this event.
+            environment.events.quitting.add_listener(self.print)
+        else:
+            # A stopped worker sends its statistics on its next report, at most this late.
+            gevent.spawn_later(locust.runners.WORKER_REPORT_INTERVAL + 0.5, self.print)

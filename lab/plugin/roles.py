@@ -1,0 +1,82 @@
+"""This process's part in a Locust run, decided once from its runner, as Locust decides its runner
+class (LocalRunner, MasterRunner, WorkerRunner): each role builds the components it needs, and no
+component asks the runner's type again.
+
+Components that start with the run listen to Options.run_starting, in the order they are built
+here: the preparation (facts, prefix) comes before the intake that opens the request log there.
+"""
+
+from locust.runners import MasterRunner, WorkerRunner
+
+from .answers import AnswerCollector, AnswerSender, Intake, LocalAnswers
+from .burst import Burst, DistributedBurst
+from .gates import Gates, WorkerGates
+from .options import Options
+from .preparation import Preparation
+from .reporter import BurstReporter, DistributedSteadySummary, SteadySummary
+from .users import SleepUser
+from .web_ui import WebUIExtension
+
+
+def give_users(gates, options):
+    """The users of this process wait at these gates and send with these options."""
+    SleepUser.gates, SleepUser.options = gates, options
+
+
+class Reporting:
+    """The part of the process that reports: the order of the burst, its answers, its report."""
+
+    burst_order = Burst
+    steady_summary = SteadySummary
+
+    def __init__(self, environment, options, gates=None):
+        self.burst = self.burst_order(environment, options, gates)
+        self.preparation = Preparation(environment, options, self.burst)
+        self.intake = Intake(environment, options, self.preparation, self.burst)
+        self.reporter = BurstReporter(environment, options, self.preparation, self.burst, self.intake)
+        self.steady = self.steady_summary(environment, options)
+        self.web_ui = WebUIExtension(environment, self.reporter) if environment.web_ui else None
+
+
+class DistributedReporting(Reporting):
+    burst_order = DistributedBurst
+    steady_summary = DistributedSteadySummary
+
+
+class Local:
+    """One process: it runs the users and reports."""
+
+    def __init__(self, environment):
+        self.options = Options(environment)
+        self.gates = Gates(environment, self.options)
+        give_users(self.gates, self.options)
+        self.reporting = Reporting(environment, self.options, self.gates)
+        self.answers = LocalAnswers(environment, self.options, self.reporting.intake)
+
+
+class Master:
+    """Locust's master: it runs no users; it orders the workers' burst, collects their answers and reports."""
+
+    def __init__(self, environment):
+        self.options = Options(environment)
+        self.reporting = DistributedReporting(environment, self.options)
+        self.answers = AnswerCollector(environment, self.options, self.reporting.intake)
+
+
+class Worker:
+    """A worker: it runs users behind gates the master opens, and sends their answers; it writes nothing."""
+
+    def __init__(self, environment):
+        self.options = Options(environment)
+        self.gates = WorkerGates(environment, self.options)
+        give_users(self.gates, self.options)
+        self.answers = AnswerSender(environment, self.options, self.gates)
+
+
+def role_for(runner_class):
+    """The role for a runner of this class: Locust's LocalRunner (or any other) is one process."""
+    if issubclass(runner_class, MasterRunner):
+        return Master
+    if issubclass(runner_class, WorkerRunner):
+        return Worker
+    return Local

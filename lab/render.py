@@ -1,0 +1,164 @@
+"""A burst's summaries as words: the terminal summary, the web UI's Waves tab, and tables."""
+
+from contract import FAILURE_CAUSES, endpoint_of
+
+from .analysis import stop_notes, worker_spread
+
+# The web UI's Waves tab: a row per endpoint of the last burst, (key, column title).
+WAVES_TAB = (("endpoint", "Endpoint"), ("answered", "Answered"), ("waves", "Waves"), ("predicted", "Predicted"),
+             ("total_s", "Total (s)"), ("ideal_s", "Ideal (s)"), ("ratio", "Measured/ideal"),
+             ("model_s", "Model (s)"), ("model_ratio", "Measured/model"),
+             ("failures", "Failures by cause"), ("note", "Note"))
+
+
+def sizes(numbers):
+    """Wave sizes as the lab writes them everywhere: (15, 15, 5) -> '15 15 5'."""
+    return " ".join(str(number) for number in numbers)
+
+
+def format_table(columns, rows, markdown=False):
+    """Rows of dicts as a text table (or Markdown); columns: (header, key), or (header, key, ">") right-aligned."""
+    cells = [[str(row[key]) for _, key, *_ in columns] for row in rows]
+    headers = [header for header, *_ in columns]
+    if markdown:
+        return "\n".join("| " + " | ".join(line) + " |" for line in [headers, ["---"] * len(headers), *cells])
+    widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(headers)]
+    aligns = [str.rjust if column[2:] == (">",) else str.ljust for column in columns]
+
+    def render(line):
+        return "  ".join(align(cell, width) for cell, width, align in zip(line, widths, aligns)).rstrip()
+    return "\n".join([render(headers), render("-" * w for w in widths), *map(render, cells)])
+
+
+def uneven_cause(summary, facts, warnings):
+    """Why waves may differ from the prediction, named for the pool in use."""
+    if warnings:
+        return "the server was busy when the burst began (see the warning)"
+    spread = worker_spread(summary.endpoint, summary.served_by, summary.prediction.sleep, facts)
+    if spread and facts["workers"] > 1 and tuple(w.size for w in summary.waves) == spread.wave_sizes:
+        return "the workers' spread of the requests, which predicts exactly these waves: see 'served by'"
+    closes_overflow = facts["pool_class"].endswith(".QueuePool") and facts["max_overflow"] > 0
+    if spread and spread.uneven:
+        cause = "the workers' uneven spread of the requests: see 'served by'"
+        if summary.endpoint == "postgres" and closes_overflow and max(spread.counts) > facts["pool_limit"]:
+            # The busiest worker's share went past its own pool: its later waves shrink as one worker's do.
+            cause += ("; and past the pool limit within a worker, QueuePool closes returned overflow "
+                      "connections (docs/uneven-waves.md)")
+        return cause
+    limited_by_pool = summary.endpoint == "postgres" and summary.prediction.wave_sizes[0] == facts["pool_limit"]
+    if limited_by_pool and closes_overflow:
+        return "see docs/uneven-waves.md: QueuePool closes returned overflow connections"
+    return (f"not a known behaviour of {facts['pool_class'].rsplit('.', 1)[-1]}: look at the waves CSV "
+            "and the server's log")
+
+
+def spread_lines(summary, facts):
+    """The summary's word on the workers' spread, for a server of several workers."""
+    spread = worker_spread(summary.endpoint, summary.served_by, summary.prediction.sleep, facts)
+    if not spread or (len(spread.counts) < 2 and facts["workers"] < 2):
+        return []
+    served = len(spread.counts)
+    if served != facts["workers"]:
+        served = f"{served} of {facts['workers']}"
+    lines = [f"  served by {served} workers: {' + '.join(map(str, spread.counts))} requests; an even "
+             f"spread predicts {spread.even_total:.2f} s, this spread {spread.spread_total:.2f} s"]
+    if spread.uneven:
+        lines.append(f"  UNEVEN SPREAD: the busiest worker's share costs "
+                     f"{spread.spread_total - spread.even_total:.2f} s over an even spread")
+    return lines
+
+
+def waves_tab_rows(summaries, facts, warnings=(), never_began=()):
+    """The web UI's Waves tab (WAVES_TAB): a row per endpoint of the burst, beside its prediction."""
+    stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
+    rows = []
+    for s in summaries:
+        notes = [stopped.get(s.endpoint), *(f"WARNING: {w}" for w in warnings)]
+        if s.uneven and s.ratio is not None:
+            notes.append(f"UNEVEN: {uneven_cause(s, facts, warnings)}")
+        if s.prediction:
+            notes += [line.strip() for line in spread_lines(s, facts)]
+        rows.append({"endpoint": s.endpoint, "answered": s.answered, "waves": sizes(w.size for w in s.waves),
+                     "predicted": sizes(s.prediction.wave_sizes) if s.prediction else "unavailable",
+                     "total_s": f"{s.total:.2f}", "ideal_s": f"{s.prediction.ideal_total:.2f}" if s.prediction else "",
+                     "ratio": "" if s.ratio is None else f"{s.ratio:.2f}",
+                     "model_s": f"{s.prediction.model_total:.2f}" if s.prediction and s.prediction.model_total else "",
+                     "model_ratio": "" if s.model_ratio is None else f"{s.model_ratio:.2f}",
+                     "failures": ", ".join(f"{cause} {n}" for cause, n in sorted(s.failures.items())) or "none",
+                     "note": "; ".join(filter(None, notes))})
+    return rows + [{**dict.fromkeys((key for key, _ in WAVES_TAB), ""), "endpoint": endpoint, "answered": 0,
+                    "note": stopped[endpoint]} for endpoint in never_began]
+
+
+def format_summary(summaries, facts=None, warnings=(), never_began=()):
+    """The burst's summary as the terminal shows it."""
+    lines = []
+    if facts is not None:
+        pool = (f"pool_size {facts['pool_size']} + max_overflow {facts['max_overflow']}, pool timeout "
+                f"{facts['timeout']:g} s" if facts["pool_limit"] is not None else
+                f"{facts['pool_class'].rsplit('.', 1)[-1]}, a new connection per request")
+        ceiling = facts.get("db")
+        if ceiling:
+            pool += (f"; PostgreSQL max_connections {ceiling['max_connections']}, {ceiling['open_connections']} "
+                     f"open, {ceiling['accepts']} more accepted")
+        lines.append(f"pool-lab burst on the {facts['mode']} mode: {pool}")
+    lines += [f"WARNING: {warning}" for warning in warnings]
+    stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
+    for s in summaries:
+        line = f"{s.endpoint}: {s.answered} requests, total {s.total:.2f} s"
+        if s.waves:
+            line += f", waves {sizes(w.size for w in s.waves)}"
+        lines.append(line)
+        if s.endpoint in stopped:
+            lines.append(f"  {stopped[s.endpoint]}")
+        if s.waves and s.prediction is None:
+            lines.append("  prediction: unavailable (the server's /pool did not answer)")
+        elif s.waves:
+            p = s.prediction
+            measured = "stopped early" if s.ratio is None else f"{s.ratio:.2f}"
+            lines.append(f"  predicted: {sizes(p.wave_sizes)} ({p.reason}); first wave "
+                         f"{p.wave_sizes[0]}, measured {s.waves[0].size}; ideal total "
+                         f"{p.ideal_total:.2f} s, measured/ideal {measured}")
+            lines.append(f"  {p.model_explained()}" + (
+                "" if p.model_total is None else
+                f"; measured/model {'stopped early' if s.model_ratio is None else f'{s.model_ratio:.2f}'}"))
+            if p.refused:
+                lines.append(f"  predicted {s.sent - p.refused} succeeded and {p.refused} too_many_connections; "
+                             f"measured {s.answered - sum(s.failures.values())} succeeded and "
+                             f"{s.failures['too_many_connections']} too_many_connections")
+            if s.uneven and s.ratio is not None:
+                lines.append(f"  UNEVEN: the waves differ from the prediction ({uneven_cause(s, facts, warnings)})")
+            lines += spread_lines(s, facts)
+        if s.failures:
+            lines.append("  failures: " + ", ".join(f"{cause} {s.failures[cause]}"
+                                                     for cause in FAILURE_CAUSES if s.failures[cause]))
+        else:
+            lines.append("  failures: none")
+    lines += [f"{endpoint}: {stopped[endpoint]}" for endpoint in never_began]
+    return "\n".join(lines)
+
+
+def format_costs(costs):
+    lines = []
+    if costs.get("connections_opened"):
+        lines.append(f"connections opened: {costs['connections_opened']}, median {costs['connect_median_ms']} ms, "
+                     f"95th percentile {costs['connect_p95_ms']} ms each")
+    if "peak_backends" in costs:
+        lines.append(f"PostgreSQL's client backends at the peak: {costs['peak_backends']}, "
+                     f"{costs['uss_mib_per_backend']} MiB each of their own (USS; {costs['pss_mib_per_backend']} MiB "
+                     f"with their share of shared memory, PSS), {costs['uss_mib']} MiB USS in all")
+    elif "memory" in costs:
+        lines.append(f"memory: {costs['memory']}")
+    if costs.get("listen_overflows"):
+        lines.append(f"WARNING: the kernel turned away {costs['listen_overflows']} connection attempts during the "
+                     f"burst, its listen queue full (machine-wide ListenOverflows; a server's backlog is capped by "
+                     f"net.core.somaxconn = {costs['somaxconn']}): each waited for its client's SYN retry, 1 s or more")
+    return lines
+
+
+def format_steady(entries):
+    """A steady run's summary from Locust's statistics entries: requests, failures, response times."""
+    lines = [f"{endpoint_of(entry.name)}: {entry.num_requests} requests, {entry.num_failures} failed; response time "
+             f"median {entry.median_response_time:.0f} ms, 95th percentile "
+             f"{entry.get_response_time_percentile(0.95):.0f} ms" for entry in sorted(entries, key=lambda e: e.name)]
+    return "\n".join(lines) or "no request was sent"
