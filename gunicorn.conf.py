@@ -90,7 +90,7 @@ def through_the_pooler(arbiter):
     endpoint answers with, and carry on: honcho stops every mode when one exits."""
     import embedded_pg
     from embedded_pg import pgbouncer
-    from server.config import POOLER_PROBLEM_VARIABLE
+    from server.config import POOLER_PROBLEM_VARIABLE, embedded_pooler
 
     if settings["POOLER_URL"]:
         return
@@ -98,11 +98,7 @@ def through_the_pooler(arbiter):
         problem = ("PGBOUNCER=true with DATABASE_URL needs POOLER_URL, a PgBouncer you run in front of it "
                    "(the lab starts its own only in front of the embedded PostgreSQL)")
     else:
-        pooler_settings = pgbouncer.Settings(
-            default_pool_size=settings["PGBOUNCER_DEFAULT_POOL_SIZE"],
-            max_client_conn=settings["PGBOUNCER_MAX_CLIENT_CONN"],
-            reserve_pool_size=settings["PGBOUNCER_RESERVE_POOL_SIZE"],
-            query_wait_timeout=settings["PGBOUNCER_QUERY_WAIT_TIMEOUT"])
+        pooler_settings = pgbouncer.Settings(**embedded_pooler(settings))
         try:
             # Held by this master like the embedded server: the last holder stops it, else the reaper.
             os.environ["POOLER_URL"] = pgbouncer.start(settings["EMBEDDED_PGDATA"], pooler_settings,

@@ -107,6 +107,11 @@ CASES = [
     Case("nullpool-postgres-150", "nullpool", "postgres", 150,
          f"past max_connections ({MAX_CONNECTIONS}): PostgreSQL refuses at once what it cannot take",
          target=None, why="what counts is the split, which must be exact"),
+    Case("bouncer-postgres-100", "bouncer", "postgres", 100,
+         "NullPool through PgBouncer: waves of its default_pool_size (20), each request still opening a client "
+         "connection, to the pooler",
+         target=CLEAN_TARGET, why="PgBouncer hands a freed server connection to the next waiting client at once: "
+                                  "full waves; a client connection to it costs about a millisecond"),
     Case("green-python-10000", "green", "python", 10000,
          "10,000 overlapped 5 s sleeps: 2 Gunicorn workers, 2 Locust processes (profiles/10k-users.conf)",
          target=1.10, judged_by="model", sleep=5.0, profile=ROOT / "profiles" / "10k-users.conf", spawn_rate=1000,
@@ -173,7 +178,7 @@ def case_row(case, result, timings_path):
         "failures": sum(summary.failures.values()),
         # Predicted from /db before the run: requests the database refuses at once.
         "refused_predicted": summary.prediction.refused,
-        "refused": summary.failures["too_many_connections"],
+        "refused": summary.failures[summary.prediction.refused_as],
         "excess_by_part_s": excess_by_part(files.read_server_timings(timings_path, case.endpoint), summary.prediction),
         "costs": result.costs,
     }

@@ -174,3 +174,11 @@ def pooler_settings(environ, driver):
         # How long a client may wait for a server connection before PgBouncer drops it (PgBouncer's 120 s).
         "PGBOUNCER_QUERY_WAIT_TIMEOUT": _seconds(environ, "PGBOUNCER_QUERY_WAIT_TIMEOUT", 120.0),
     }
+
+
+def embedded_pooler(settings):
+    """The lab's own PgBouncer's settings from load()'s, as embedded_pg.pgbouncer.Settings takes them."""
+    return {"default_pool_size": settings["PGBOUNCER_DEFAULT_POOL_SIZE"],
+            "max_client_conn": settings["PGBOUNCER_MAX_CLIENT_CONN"],
+            "reserve_pool_size": settings["PGBOUNCER_RESERVE_POOL_SIZE"],
+            "query_wait_timeout": settings["PGBOUNCER_QUERY_WAIT_TIMEOUT"]}
