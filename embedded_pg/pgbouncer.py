@@ -181,7 +181,7 @@ def _prepare(directory, pgdata, settings):
     return changed
 
 
-@dataclass
+@dataclass(eq=False)
 class Pooler:
     """A handle on the pooler of a data directory, held until cleanup() or this process's exit."""
     directory: Path
@@ -197,9 +197,16 @@ class Pooler:
     def cleanup(self):
         """Release this process's handle; the last holder stops the pooler."""
         atexit.unregister(self.cleanup)
+        _HELD.pop(self.directory, None)
+        if not self.directory.exists():
+            return  # removed with everything beside it: nothing runs there
         with lock.held():
             if handles.release(self.directory) == []:
                 stop(self.directory)
+
+
+# This process's handles, one per pooler directory: a second start() joins the first's.
+_HELD = {}
 
 
 def start(pgdata, settings, with_reaper=False, log=say):
@@ -215,21 +222,22 @@ def start(pgdata, settings, with_reaper=False, log=say):
     directory = pooler_directory(pgdata)
     with lock.held():
         changed = _prepare(directory, pgdata, settings)
-        holders = handles.forget_dead(directory, log)
+        others = [pid for pid in handles.forget_dead(directory, log) if pid != os.getpid()]
         if with_reaper:
             reaper.spawn(PROGRAM, directory)
         pid = running_pid(directory)
         if pid is None:
             _launch(directory)
-        elif changed and not holders:
+        elif changed and not others:
             os.kill(pid, signal.SIGHUP)  # PgBouncer reloads its configuration file
         elif changed:
             log(f"PgBouncer in {directory} runs with other settings: other processes hold it; stop them all "
                 f"(Ctrl-C) and start again to apply the PGBOUNCER_* settings")
         handles.hold(directory, log)
-    pooler = Pooler(directory)
-    atexit.register(pooler.cleanup)
-    return pooler
+    if directory not in _HELD:
+        _HELD[directory] = Pooler(directory)
+        atexit.register(_HELD[directory].cleanup)
+    return _HELD[directory]
 
 
 def reap(directory):

@@ -91,8 +91,9 @@ def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart
         pools = {server.mode: server.get_json("/pool")[1] for server in servers}
         assert {name: pool["concurrency"] for name, pool in pools.items()} == {
             "sync": "sync", "gevent": "gevent", "green": "green", "fair": "green", "threads": "threads",
-            "psycopg3": "green", "nullpool": "green"}
+            "psycopg3": "green", "nullpool": "green", "bouncer": "green"}
         assert pools["nullpool"]["pool_class"] == "sqlalchemy.pool.impl.NullPool"
+        assert pools["bouncer"]["pool_class"] == "sqlalchemy.pool.impl.NullPool" and pools["bouncer"]["through_pooler"]
         assert {name: pool["mode"] for name, pool in pools.items()} == {mode: mode for mode in MODES}
         assert pools["fair"]["pool_class"] == "server.pool.FairQueuePool"
         assert pools["psycopg3"]["driver"] == "psycopg" and pools["threads"]["worker_concurrency"] == 8
