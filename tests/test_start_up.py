@@ -10,6 +10,7 @@ import psutil
 import psycopg2
 import pytest
 
+from embedded_pg import pgbouncer
 from lab.servers import BIN_PATH, PROCFILE, ROOT, RunningMode, free_port, start_mode
 
 MODES = tuple(PROCFILE)
@@ -73,11 +74,16 @@ def postmaster_running(pgdata):
     return (pgdata / "postmaster.pid").exists()
 
 
+def pooler_running(pgdata):
+    return pgbouncer.running_pid(pgbouncer.pooler_directory(pgdata)) is not None
+
+
 def stopped_within(pgdata, seconds=15):
-    """True once PostgreSQL has stopped: at once when the last mode stopped it, or soon after
-    through the reaper when honcho had to kill a mode that was slow to stop."""
+    """True once PostgreSQL and the bouncer mode's PgBouncer have stopped: at once when the last
+    mode stopped them, or soon after through the reapers when honcho had to kill a mode that was
+    slow to stop."""
     deadline = time.monotonic() + seconds
-    while postmaster_running(pgdata):
+    while postmaster_running(pgdata) or pooler_running(pgdata):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
