@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from contract import ENDPOINTS
 
-from .waves import Prediction, Wave, group_waves, limits, predict
+from .waves import Prediction, Wave, group_waves, limits, pooler_of, predict
 
 
 @dataclass
@@ -77,6 +77,8 @@ def worker_spread(endpoint, served_by, sleep, facts):
     """
     if not (served_by and facts and sleep is not None):
         return None
+    if endpoint == "postgres" and pooler_of(facts):
+        return None  # one queue for every worker, PgBouncer's: how the requests spread does not matter
     per_worker = min(limit for limit, _ in limits(endpoint, {**facts, "workers": 1}))
     answered = sum(served_by.values())
     waves = [0] * max(math.ceil(count / per_worker) for count in served_by.values())
