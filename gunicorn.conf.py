@@ -143,7 +143,8 @@ def pooler_past_the_ceiling(workers, facts, pooler):
         problems.append(f"PgBouncer's pool (default_pool_size {pooler['default_pool_size']} + reserve_pool_size "
                         f"{pooler['reserve_pool_size']} = {most}) is more than PostgreSQL accepts: max_connections "
                         f"{facts['max_connections']} - reserved {facts['reserved']} - open {facts['open_connections']} "
-                        f"+ the pooler's own {room - facts['accepts']} = {room}")
+                        f"+ the pooler's own {room - facts['accepts']} = {room}; PostgreSQL refuses its server logins "
+                        f"past that (lower PGBOUNCER_DEFAULT_POOL_SIZE)")
     if settings["POOL_CLASS"] != "null":
         clients = workers * (settings["POOL_SIZE"] + settings["MAX_OVERFLOW"])
         if clients > pooler["max_client_conn"]:
