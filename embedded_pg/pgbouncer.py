@@ -164,21 +164,14 @@ def stop(directory):
         pass
 
 
-def _prepare(directory, pgdata, settings):
-    """Write the configuration; return whether it differs from the one written before."""
-    directory.mkdir(parents=True, exist_ok=True)
+def _write(directory, text):
+    """Write the configuration `text` and the users file, for PgBouncer to read."""
     (directory / USERS_FILE).write_text(f'"{USER}" ""\n')
-    port = postgres_address(pgdata)[1]
-    text = config_text(directory, pgdata, port, settings)
-    config = directory / CONFIG_FILE
-    changed = not config.exists() or config.read_text() != text
-    if changed:
-        config.write_text(text)
+    (directory / CONFIG_FILE).write_text(text)
     if os.geteuid() == 0:
         # PgBouncer, as the system user, writes its pid file, log and socket here.
         for path in (directory, *directory.iterdir()):
             shutil.chown(path, system_user.SYSTEM_USER, system_user.SYSTEM_USER)
-    return changed
 
 
 @dataclass(eq=False)
@@ -221,18 +214,24 @@ def start(pgdata, settings, with_reaper=False, log=say):
     pgdata = Path(pgdata).expanduser().resolve()
     directory = pooler_directory(pgdata)
     with lock.held():
-        changed = _prepare(directory, pgdata, settings)
+        directory.mkdir(parents=True, exist_ok=True)
+        text = config_text(directory, pgdata, postgres_address(pgdata)[1], settings)
+        config = directory / CONFIG_FILE
+        changed = not config.exists() or config.read_text() != text
         others = [pid for pid in handles.forget_dead(directory, log) if pid != os.getpid()]
         if with_reaper:
             reaper.spawn(PROGRAM, directory)
         pid = running_pid(directory)
-        if pid is None:
-            _launch(directory)
-        elif changed and not others:
-            os.kill(pid, signal.SIGHUP)  # PgBouncer reloads its configuration file
-        elif changed:
+        if pid is not None and changed and others:
+            # Its file stays what it runs with, so every later start sees the difference too.
             log(f"PgBouncer in {directory} runs with other settings: other processes hold it; stop them all "
                 f"(Ctrl-C) and start again to apply the PGBOUNCER_* settings")
+        elif pid is None:
+            _write(directory, text)
+            _launch(directory)
+        elif changed:
+            _write(directory, text)
+            os.kill(pid, signal.SIGHUP)  # PgBouncer reloads its configuration file
         handles.hold(directory, log)
     if directory not in _HELD:
         _HELD[directory] = Pooler(directory)
