@@ -205,7 +205,7 @@ _HELD = {}
 def start(pgdata, settings, with_reaper=False, log=say):
     """Start (or join) the pooler in front of the PostgreSQL running on `pgdata`; return its Pooler.
 
-    A pooler already running with other settings reloads them when this process is its only
+    A pooler already running with other settings restarts with them when this process is its only
     holder, and is otherwise left as it is, with a warning through `log`. Raises StartError with
     one line when it cannot start, the program missing included.
     """
@@ -230,8 +230,11 @@ def start(pgdata, settings, with_reaper=False, log=say):
             _write(directory, text)
             _launch(directory)
         elif changed:
+            # Restarted, not reloaded: a reload keeps the server connections it holds, so a smaller
+            # default_pool_size would not show in the next burst's waves.
+            stop(directory)
             _write(directory, text)
-            os.kill(pid, signal.SIGHUP)  # PgBouncer reloads its configuration file
+            _launch(directory)
         handles.hold(directory, log)
     if directory not in _HELD:
         _HELD[directory] = Pooler(directory)
