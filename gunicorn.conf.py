@@ -63,17 +63,51 @@ def on_starting(arbiter):
         ready, facts = database.prepare_table(os.environ["DATABASE_URL"], "--if-empty", "--facts")[-2:]
     except (embedded_pg.StartError, database.TableError) as error:
         sys.exit(f"pool-lab: {error}")
+    if settings["PGBOUNCER"]:
+        through_the_pooler(arbiter)
     arbiter.log.info(ready)
     oversized = pools_past_the_ceiling(arbiter.cfg.workers, json.loads(facts))
     if oversized:
         arbiter.log.warning("pool-lab: %s", oversized)
 
 
+def through_the_pooler(arbiter):
+    """Hand the workers a PgBouncer (POOLER_URL): yours, or the lab's own in front of the embedded
+    PostgreSQL. When there is none to have, hand them the reason instead, which their postgres
+    endpoint answers with, and carry on: honcho stops every mode when one exits."""
+    import embedded_pg
+    from embedded_pg import pgbouncer
+    from lab.database import data_directory
+    from server.config import POOLER_PROBLEM_VARIABLE, embedded_pooler
+
+    if settings["POOLER_URL"]:
+        return
+    if settings["DATABASE_URL"]:
+        problem = ("PGBOUNCER=true with DATABASE_URL needs POOLER_URL, a PgBouncer you run in front of it "
+                   "(the lab starts its own only in front of the embedded PostgreSQL)")
+    else:
+        pooler_settings = pgbouncer.Settings(**embedded_pooler(settings))
+        try:
+            # Held by this master like the embedded server: the last holder stops it, else the reaper.
+            os.environ["POOLER_URL"] = pgbouncer.start(data_directory(), pooler_settings,
+                                                       with_reaper=True, log=arbiter.log.warning).url
+            return
+        except embedded_pg.StartError as error:
+            problem = str(error)
+    os.environ[POOLER_PROBLEM_VARIABLE] = problem
+    arbiter.log.warning("pool-lab: %s; until then %s answers postgres requests with 503 pooler_unavailable",
+                        problem, arbiter.cfg.settings["proc_name"].get())
+
+
 def pools_past_the_ceiling(workers, facts):
     """Why the workers' pools together may ask PostgreSQL for more connections than it accepts, or None.
 
     `facts` are /db's (server.facts.database_facts). Each worker has a pool of its own; NullPool has no limit to check.
+    Through PgBouncer it is the pooler's pool that faces max_connections, and the workers' pools face max_client_conn.
     """
+    pooler = facts.get("pooler")
+    if pooler and "unavailable" not in pooler:
+        return pooler_past_the_ceiling(workers, facts, pooler)
     if settings["POOL_CLASS"] == "null":
         return None
     pool_size, max_overflow = settings["POOL_SIZE"], settings["MAX_OVERFLOW"]
@@ -84,6 +118,29 @@ def pools_past_the_ceiling(workers, facts):
             f"most, more than PostgreSQL accepts: max_connections {facts['max_connections']} - reserved {facts['reserved']} "
             f"- open {facts['open_connections']} = {facts['accepts']}; a burst past {facts['accepts']} postgres "
             f"requests gets 503 too_many_connections")
+
+
+def pooler_past_the_ceiling(workers, facts, pooler):
+    """pools_past_the_ceiling through PgBouncer: its server pool against max_connections, the workers'
+    pools against its max_client_conn."""
+    problems = []
+    most = pooler["default_pool_size"] + pooler["reserve_pool_size"]
+    # The server connections the pooler holds now are among the open ones; it may open the rest.
+    room = facts["accepts"] + pooler["servers_active"] + pooler["servers_idle"]
+    if most > room:
+        problems.append(f"PgBouncer's pool (default_pool_size {pooler['default_pool_size']} + reserve_pool_size "
+                        f"{pooler['reserve_pool_size']} = {most}) is more than PostgreSQL accepts: max_connections "
+                        f"{facts['max_connections']} - reserved {facts['reserved']} - open {facts['open_connections']} "
+                        f"+ the pooler's own {room - facts['accepts']} = {room}; PostgreSQL refuses its server logins "
+                        f"past that (lower PGBOUNCER_DEFAULT_POOL_SIZE)")
+    if settings["POOL_CLASS"] != "null":
+        clients = workers * (settings["POOL_SIZE"] + settings["MAX_OVERFLOW"])
+        if clients > pooler["max_client_conn"]:
+            problems.append(f"{workers} workers x (pool_size {settings['POOL_SIZE']} + max_overflow "
+                            f"{settings['MAX_OVERFLOW']}) = {clients} client connections at most, more than "
+                            f"PgBouncer's max_client_conn {pooler['max_client_conn']}: past it a burst gets 503 "
+                            f"pooler_refused")
+    return "; ".join(problems) or None
 
 
 def raise_open_files(arbiter, gevent_worker):

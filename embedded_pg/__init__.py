@@ -8,6 +8,9 @@ with the last mode. It listens on a Unix socket only, so it adds no network port
 Development tooling beside the app, not part of it: Gunicorn's hooks (gunicorn.conf.py), the
 lab and the tests start it and hand its URL on as DATABASE_URL. It reads no setting of its own:
 its callers pass the data directory and max_connections.
+
+PgBouncer (embedded_pg.pgbouncer) is started the same way, in front of it, by the modes that
+connect through a pooler: one per data directory, stopped with its last user.
 """
 
 from .failures import StartError

@@ -4,8 +4,8 @@ honcho SIGKILLs a process still stopping 5 s after Ctrl-C (in-flight sleeps can 
 so a killed last mode cannot stop the database itself. So a start may spawn a reaper,
 `python -m embedded_pg reap PROGRAM DIRECTORY`, one per directory: every mode's master starts
 one, and all but the first give up after a short wait (long enough for a reaper that is just
-stopping the server to hand over to the one a new start brings). A second embedded program
-adds a reap function to REAPERS.
+stopping the server to hand over to the one a new start brings). PgBouncer's reaper
+(`python -m embedded_pg.reaper pgbouncer DIRECTORY`) watches the pooler's own directory.
 """
 
 import subprocess
@@ -68,5 +68,12 @@ def reap_postgres(pgdata):
     watch(pgdata, stop_if_unheld)
 
 
-REAPERS = {"postgres": reap_postgres}
+def reap_pgbouncer(directory):
+    # Imported here: the pooler's module spawns this reaper, so it imports this one.
+    from .pgbouncer import reap
+
+    reap(directory)
+
+
+REAPERS = {"postgres": reap_postgres, "pgbouncer": reap_pgbouncer}
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from contract import ENDPOINTS
 
-from .waves import Prediction, Wave, group_waves, limits, predict
+from .waves import Prediction, Wave, group_waves, limits, pooler_of, predict
 
 
 @dataclass
@@ -79,6 +79,8 @@ def worker_spread(endpoint, served_by, sleep, facts):
     """
     if not (served_by and facts and sleep is not None):
         return None
+    if endpoint == "postgres" and pooler_of(facts):
+        return None  # one queue for every worker, PgBouncer's: how the requests spread does not matter
     per_worker = min(limit for limit, _ in limits(endpoint, {**facts, "workers": 1}))
     answered = sum(served_by.values())
     waves = [0] * max(math.ceil(count / per_worker) for count in served_by.values())
@@ -125,9 +127,10 @@ def stop_notes(summaries, never_began):
     return notes + [(endpoint, 0, "STOPPED EARLY: never began (the run stopped first)") for endpoint in never_began]
 
 
-def connection_costs(timings, memory_peak, memory_unavailable=None):
+def connection_costs(timings, memory_peak, memory_unavailable=None, pooler_sample=None):
     """What the burst's new connections cost: the time each took to open (from the server's answers)
-    and the memory of PostgreSQL's client backends at their peak (a lab.memory.Sample)."""
+    and the memory of PostgreSQL's client backends at their peak (a lab.memory.Sample); through
+    PgBouncer, its own memory per client connection (a lab.memory.PoolerSample)."""
     opened = sorted(t["connect_seconds"] for t in timings if t.get("connect_seconds"))
     costs = {"connections_opened": len(opened)}
     if opened:
@@ -140,4 +143,8 @@ def connection_costs(timings, memory_peak, memory_unavailable=None):
                      pss_mib_per_backend=round(memory_peak.pss_mib / memory_peak.backends, 2))
     elif memory_unavailable:
         costs["memory"] = memory_unavailable
+    if pooler_sample and pooler_sample.clients:
+        costs.update(pooler_clients=pooler_sample.clients, pooler_uss_mib_rest=round(pooler_sample.rest_uss_mib, 2),
+                     pooler_uss_mib_peak=round(pooler_sample.peak_uss_mib, 2),
+                     pooler_kib_per_client=round(pooler_sample.kib_per_client, 1))
     return costs

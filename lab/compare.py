@@ -5,6 +5,7 @@
     python -m lab.compare --modes sync,gevent,green,threads,psycopg3   # and today's two answers
     python -m lab.compare --profile 100-users --pools 5+10,15+0,fair:5+10
     python -m lab.compare --profile 150-users --pools null,5+10 --pg-max-connections 50
+    python -m lab.compare --profile 100-users --pools 5+10,fair:5+10,pgbouncer:5+10,pgbouncer:fair:5+10,pgbouncer:null
 
 Locust drives the load (its CLI, one run per mode); the servers are the Procfile's
 own commands on free ports, stopped on exit, Ctrl-C or failure (lab.runs).
@@ -41,19 +42,29 @@ SHOWN = (("variant", "variant"), ("python", "python_total_s"), ("postgres", "pos
          ("connect ms p95", "connect_p95_ms"), ("backends", "peak_backends"), ("MiB/backend", "uss_mib_per_backend"))
 
 
+# A pool shape's prefix that runs it through PgBouncer (PGBOUNCER=true): pgbouncer:5+10, pgbouncer:null.
+THROUGH_PGBOUNCER = "pgbouncer:"
+
+
 def parse_pools(spec, mode):
-    """'5+10,15+0,fair:5+10,null' -> (label, mode, environment) for those pool shapes (and pool class)."""
+    """'5+10,15+0,fair:5+10,null,pgbouncer:5+10' -> (label, mode, environment) for those pool shapes
+    (and pool class; through PgBouncer with the pgbouncer: prefix)."""
     variants = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
-        if item == "null":
-            variants.append((f"{mode} null", mode, {"POOL_CLASS": "null"}))
+        pooler = item.startswith(THROUGH_PGBOUNCER)
+        shape = item.removeprefix(THROUGH_PGBOUNCER)
+        through = ({"PGBOUNCER": "true"}, " pgbouncer") if pooler else ({}, "")
+        if shape == "null":
+            variants.append((f"{mode} null{through[1]}", mode, {"POOL_CLASS": "null", **through[0]}))
             continue
-        match = re.fullmatch(r"(?:(queue|fair):)?(\d+)\+(\d+)", item)
+        match = re.fullmatch(r"(?:(queue|fair):)?(\d+)\+(\d+)", shape)
         if not match:
-            raise argparse.ArgumentTypeError(f"pool shape {item!r} is not like 5+10, fair:5+10 or null")
+            raise argparse.ArgumentTypeError(f"pool shape {item!r} is not like 5+10, fair:5+10, null or "
+                                             f"pgbouncer:5+10")
         pool_class, size, overflow = match.group(1) or "queue", match.group(2), match.group(3)
-        label = f"{mode} {size}+{overflow}" + (" fair" if pool_class == "fair" else "")
-        variants.append((label, mode, {"POOL_SIZE": size, "MAX_OVERFLOW": overflow, "POOL_CLASS": pool_class}))
+        label = f"{mode} {size}+{overflow}" + (" fair" if pool_class == "fair" else "") + through[1]
+        variants.append((label, mode, {"POOL_SIZE": size, "MAX_OVERFLOW": overflow, "POOL_CLASS": pool_class,
+                                       **through[0]}))
     return variants
 
 
@@ -125,7 +136,8 @@ def parse_args(argv=None):
     parser.add_argument("--modes", default="sync,gevent,green",
                         help=f"Procfile modes to compare, from {', '.join(PROCFILE)} (default: sync,gevent,green)")
     parser.add_argument("--pools", default=None,
-                        help="compare pool shapes at one mode instead, e.g. 5+10,15+0,fair:5+10,null")
+                        help="compare pool shapes at one mode instead, e.g. 5+10,15+0,fair:5+10,null; "
+                             "pgbouncer:SHAPE runs a shape through PgBouncer")
     parser.add_argument("--pg-max-connections", type=int, default=None, metavar="N",
                         help="the embedded PostgreSQL's max_connections for this comparison (PG_MAX_CONNECTIONS)")
     parser.add_argument("--mode", default="green", help="the mode --pools runs in (default: green)")

@@ -23,6 +23,11 @@ class TableError(Exception):
     """The Todo table could not be prepared; the message is the database's own words."""
 
 
+def data_directory(environ=None):
+    """The embedded PostgreSQL's data directory: EMBEDDED_PGDATA, else var/pgdata in the checkout."""
+    return config.embedded_pgdata(os.environ if environ is None else environ) or DEFAULT_PGDATA
+
+
 def database_url(max_connections=None, environ=None, **start_options):
     """DATABASE_URL when set, else the embedded PostgreSQL's URL (EMBEDDED_PGDATA, else var/pgdata in
     the checkout), started or joined for as long as this process lives, with `max_connections`
@@ -30,9 +35,8 @@ def database_url(max_connections=None, environ=None, **start_options):
     environ = os.environ if environ is None else environ
     if max_connections is None:
         max_connections = config.pg_max_connections(environ)
-    return embedded_pg.database_url(environ.get("DATABASE_URL", "").strip() or None,
-                                    config.embedded_pgdata(environ) or DEFAULT_PGDATA, max_connections,
-                                    **start_options)
+    return embedded_pg.database_url(environ.get("DATABASE_URL", "").strip() or None, data_directory(environ),
+                                    max_connections, **start_options)
 
 
 def prepare_table(url, *options):

@@ -1,4 +1,4 @@
-"""The memory PostgreSQL's client backends hold, sampled from this machine with psutil."""
+"""The memory PostgreSQL's client backends hold, and PgBouncer's, sampled from this machine with psutil."""
 
 import re
 from dataclasses import dataclass
@@ -36,3 +36,23 @@ def sample_backends(postmaster_pid):
         uss += memory.uss
         pss += memory.pss
     return Sample(backends, uss / MIB, pss / MIB)
+
+
+@dataclass(frozen=True)
+class PoolerSample:
+    """PgBouncer's own memory before a burst and at its peak, with the client connections it held then."""
+    rest_uss_mib: float
+    peak_uss_mib: float
+    clients: int
+
+    @property
+    def kib_per_client(self):
+        return None if not self.clients else 1024 * (self.peak_uss_mib - self.rest_uss_mib) / self.clients
+
+
+def process_uss_mib(pid):
+    """One process's own memory (USS) in MiB; None when it does not run here."""
+    try:
+        return psutil.Process(pid).memory_full_info().uss / MIB
+    except (psutil.Error, TypeError, ValueError):
+        return None

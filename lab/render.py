@@ -1,8 +1,9 @@
 """A burst's summaries as words: the terminal summary, the web UI's Waves tab, and tables."""
 
-from contract import FAILURE_CAUSES, TOO_MANY_CONNECTIONS, endpoint_of
+from contract import FAILURE_CAUSES, POOLER_QUERY_WAIT_TIMEOUT, endpoint_of
 
 from .analysis import stop_notes, worker_spread
+from .waves import pooler_of
 
 # The web UI's Waves tab: a row per endpoint of the last burst, (key, column title).
 WAVES_TAB = (("endpoint", "Endpoint"), ("answered", "Answered"), ("waves", "Waves"), ("predicted", "Predicted"),
@@ -45,6 +46,8 @@ def uneven_cause(summary, facts, warnings):
             cause += ("; and past the pool limit within a worker, QueuePool closes returned overflow "
                       "connections (docs/uneven-waves.md)")
         return cause
+    if summary.prediction.timed_out:
+        return "the requests PgBouncer dropped at query_wait_timeout finished as a group of their own"
     limited_by_pool = summary.endpoint == "postgres" and summary.prediction.wave_sizes[0] == facts["pool_limit"]
     if limited_by_pool and closes_overflow:
         return "see docs/uneven-waves.md: QueuePool closes returned overflow connections"
@@ -98,6 +101,13 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
                 f"{facts['timeout']:g} s" if facts["pool_limit"] is not None else
                 f"{facts['pool_class'].rsplit('.', 1)[-1]}, a new connection per request")
         ceiling = facts.get("db")
+        pooler = pooler_of(facts)
+        if pooler:
+            pool += (f"; through PgBouncer ({pooler['pool_mode']} pooling): default_pool_size "
+                     f"{pooler['default_pool_size']}, reserve_pool_size {pooler['reserve_pool_size']}, max_client_conn "
+                     f"{pooler['max_client_conn']}, query_wait_timeout {pooler['query_wait_timeout']:g} s")
+        elif facts.get("through_pooler"):
+            pool += f"; through PgBouncer, unavailable: {((ceiling or {}).get('pooler') or {}).get('unavailable')}"
         if ceiling:
             pool += (f"; PostgreSQL max_connections {ceiling['max_connections']}, {ceiling['open_connections']} "
                      f"open, {ceiling['accepts']} more accepted")
@@ -123,9 +133,12 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
                 "" if p.model_total is None else
                 f"; measured/model {'stopped early' if s.model_ratio is None else f'{s.model_ratio:.2f}'}"))
             if p.refused:
-                lines.append(f"  predicted {s.sent - p.refused} succeeded and {p.refused} {TOO_MANY_CONNECTIONS}; "
+                lines.append(f"  predicted {s.sent - p.refused - p.timed_out} succeeded and {p.refused} {p.refused_as}; "
                              f"measured {s.answered - sum(s.failures.values())} succeeded and "
-                             f"{s.failures[TOO_MANY_CONNECTIONS]} {TOO_MANY_CONNECTIONS}")
+                             f"{s.failures[p.refused_as]} {p.refused_as}")
+            if p.timed_out:
+                lines.append(f"  predicted {p.timed_out} {POOLER_QUERY_WAIT_TIMEOUT} at about {p.timed_out_at:g} s; "
+                             f"measured {s.failures[POOLER_QUERY_WAIT_TIMEOUT]}")
             if s.uneven and s.ratio is not None:
                 lines.append(f"  UNEVEN: the waves differ from the prediction ({uneven_cause(s, facts, warnings)})")
             lines += spread_lines(s, facts)
@@ -149,6 +162,10 @@ def format_costs(costs):
                      f"with their share of shared memory, PSS), {costs['uss_mib']} MiB USS in all")
     elif "memory" in costs:
         lines.append(f"memory: {costs['memory']}")
+    if "pooler_clients" in costs:
+        lines.append(f"PgBouncer at the peak: {costs['pooler_clients']} client connections, "
+                     f"{costs['pooler_uss_mib_peak']} MiB of its own (USS; {costs['pooler_uss_mib_rest']} MiB before "
+                     f"the burst): {costs['pooler_kib_per_client']} KiB per client connection")
     if costs.get("listen_overflows"):
         lines.append(f"WARNING: the kernel turned away {costs['listen_overflows']} connection attempts during the "
                      f"burst, its listen queue full (machine-wide ListenOverflows; a server's backlog is capped by "

@@ -9,6 +9,8 @@ is a run of completions with no gap longer than half the sleep between them.
 import math
 from dataclasses import dataclass
 
+from contract import POOLER_REFUSED, TOO_MANY_CONNECTIONS
+
 @dataclass(frozen=True)
 class Completion:
     """One answered (or failed) request, timed from the start of its burst."""
@@ -57,8 +59,14 @@ class Prediction:
     wave_sizes: tuple[int, ...]
     sleep: float
     reason: str
-    # Requests the database refuses at once (too_many_connections): the first wave, answered at once.
+    # Requests refused at once: the first wave, answered at once; `refused_as` names the cause
+    # (the database's too_many_connections, or PgBouncer's pooler_refused past max_client_conn).
     refused: int = 0
+    refused_as: str = TOO_MANY_CONNECTIONS
+    # Requests PgBouncer drops after query_wait_timeout (pooler_query_wait_timeout): not in wave_sizes,
+    # which are the answered waves; they fail together, at about `timed_out_at` seconds.
+    timed_out: int = 0
+    timed_out_at: float = 0.0
     # The CPU model (see cpu_model): c, the CPU seconds one request costs one worker, from the
     # mode's calibration; None without one, and `cpu_unavailable` says why.
     requests: int = 0
@@ -88,8 +96,15 @@ class Prediction:
                 f"{1000 * self.cpu_per_request:.2f} ms of CPU per request {self.cpu_workers_reason}")
 
 
+def pooler_of(facts):
+    """PgBouncer's facts (/db's `pooler`) when the server connects through one that answered, else None."""
+    pooler = (facts.get("db") or {}).get("pooler") if facts.get("through_pooler") else None
+    return pooler if pooler and "unavailable" not in pooler else None
+
+
 def limits(endpoint, facts):
-    """What caps how many of `endpoint`'s requests run at once, each with why; from /pool's facts."""
+    """What caps how many of `endpoint`'s requests run at once, each with why; from /pool's facts
+    (and through PgBouncer, its pool from /db's, as "db")."""
     workers = facts["workers"]
     at_once = facts["worker_concurrency"] * workers
     worker = facts["worker_class"].rsplit(".", 1)[-1] if facts["worker_class"] else "the worker"
@@ -101,6 +116,13 @@ def limits(endpoint, facts):
         if facts["pool_limit"] is not None:
             found.append((facts["pool_limit"] * workers, f"waves of the pool limit: pool_size "
                                                          f"{facts['pool_size']} + max_overflow {facts['max_overflow']}"))
+        pooler = pooler_of(facts)
+        if pooler:
+            # One pool for every worker: PgBouncer's, per database and user (the lab has one pair).
+            size, reserve = pooler["default_pool_size"], pooler["reserve_pool_size"]
+            found.append((size, f"waves of the pooler's pool: PgBouncer's default_pool_size {size}" + (
+                f" (reserve_pool_size {reserve} more for clients waiting past reserve_pool_timeout "
+                f"{pooler['reserve_pool_timeout']:g} s)" if reserve else "")))
     return found
 
 
@@ -142,6 +164,9 @@ def predict(endpoint, requests, sleep, facts):
     database stays full. A pool limit above A that this burst does not reach is named as a risk.
     """
     concurrency, reason = min(limits(endpoint, facts), key=lambda limit: limit[0])
+    pooler = pooler_of(facts) if endpoint == "postgres" else None
+    if pooler:
+        return predict_through_pooler(requests, sleep, facts, pooler, concurrency, reason)
     ceiling = facts.get("db") if endpoint == "postgres" else None
     if ceiling:
         accepts = ceiling["accepts"]
@@ -157,3 +182,42 @@ def predict(endpoint, requests, sleep, facts):
             reason += f"; beyond the {accepts} connections the database accepts ({where}): expect refusals"
     full, rest = divmod(requests, concurrency)
     return Prediction((concurrency,) * full + ((rest,) if rest else ()), sleep, reason, **cpu_model(requests, facts))
+
+
+def predict_through_pooler(requests, sleep, facts, pooler, concurrency, reason):
+    """predict() for postgres through PgBouncer: waves of the tightest limit, its pool among them.
+
+    Its max_client_conn is a ceiling of its own: the client connections the app opens at once
+    (one per request under NullPool, the pools' limits else) beyond those it still accepts are
+    refused at once (pooler_refused; as at the database's ceiling, requests waiting for an app
+    pool slot freed by a refusal are refused too). The requests that must wait longer than
+    query_wait_timeout for a server connection fail then (pooler_query_wait_timeout). The
+    database's ceiling faces the pooler's pool, not the requests: a pool larger than what it
+    accepts is named as a risk.
+    """
+    app_limits = [limit for limit, why in limits("postgres", {**facts, "through_pooler": False})]
+    clients_at_once = min([requests, *app_limits])
+    accepts = max(pooler["max_client_conn"] - pooler["clients_active"] - pooler["clients_waiting"], 0)
+    refused = requests - accepts if clients_at_once > accepts else 0
+    if refused:
+        reason += (f"; PgBouncer's max_client_conn {pooler['max_client_conn']} ({accepts} more accepted) refuses the "
+                   f"client connections past it")
+    ceiling = facts.get("db") or {}
+    if "accepts" in ceiling:
+        room = ceiling["accepts"] + pooler["servers_active"] + pooler["servers_idle"]
+        if pooler["default_pool_size"] + pooler["reserve_pool_size"] > room:
+            reason += f"; the pooler's pool is larger than the {room} connections the database accepts: expect refusals"
+    answered = requests - refused
+    full, rest = divmod(answered, concurrency)
+    waves = [concurrency] * full + ([rest] if rest else [])
+    timed_out, timeout = 0, pooler["query_wait_timeout"]
+    if timeout > 0 and sleep > 0:
+        # Wave k (from 0) waits k sleeps for a server connection; PgBouncer drops those that wait longer.
+        kept = math.floor(timeout / sleep) + 1
+        timed_out = sum(waves[kept:])
+        if timed_out:
+            waves = waves[:kept]
+            reason += f"; PgBouncer drops the requests that wait longer than query_wait_timeout {timeout:g} s"
+    return Prediction(tuple(([refused] if refused else []) + waves), sleep, reason, refused=refused,
+                      refused_as=POOLER_REFUSED, timed_out=timed_out, timed_out_at=timeout if timed_out else 0.0,
+                      **cpu_model(requests, facts))

@@ -80,12 +80,20 @@ def _choice(environ, name, choices):
     return raw
 
 
-def _database_url(environ, driver):
-    raw = environ.get("DATABASE_URL", "").strip()
+def _database_url(environ, driver, name="DATABASE_URL"):
+    raw = environ.get(name, "").strip()
     if not raw:
         return None
-    sqlalchemy_url(raw, driver)
+    try:
+        sqlalchemy_url(raw, driver)
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("DATABASE_URL", name)) from None
     return raw
+
+
+# Set by gunicorn.conf.py for its workers when PGBOUNCER=true and no pooler can be had: why, in one
+# line, which the postgres endpoint answers with (503 pooler_unavailable). Not a setting.
+POOLER_PROBLEM_VARIABLE = "POOL_LAB_POOLER_PROBLEM"
 
 
 # The embedded PostgreSQL's settings, for those that start it (gunicorn.conf.py, the lab): the app never does.
@@ -136,5 +144,38 @@ def load(environ=None):
         # null: SQLAlchemy's NullPool, a new connection per request.
         "POOL_CLASS": _choice(environ, "POOL_CLASS", POOL_CLASSES),
         "PG_MAX_CONNECTIONS": pg_max_connections(environ),
+        **pooler_settings(environ, driver),
         "EMBEDDED_PGDATA": embedded_pgdata(environ),
     }
+
+
+def pooler_settings(environ, driver):
+    """PGBOUNCER and the pooler's settings: the URL the app connects through, and what the lab
+    starts its own PgBouncer with (docs/pgbouncer.md)."""
+    pooler_url = _database_url(environ, driver, "POOLER_URL")
+    if pooler_url and not environ.get("DATABASE_URL", "").strip():
+        raise ConfigError("POOLER_URL is a PgBouncer you run yourself in front of DATABASE_URL: set DATABASE_URL "
+                          "too (without either, the lab starts its own PgBouncer in front of the embedded "
+                          "PostgreSQL)")
+    return {
+        # Connect through PgBouncer (the bouncer mode): at POOLER_URL, else the lab's own.
+        "PGBOUNCER": _flag(environ, "PGBOUNCER"),
+        "POOLER_URL": pooler_url,
+        "POOLER_PROBLEM": environ.get(POOLER_PROBLEM_VARIABLE, "").strip() or None,
+        # The lab's own PgBouncer. Its server connections per database and user: what faces max_connections.
+        "PGBOUNCER_DEFAULT_POOL_SIZE": _integer(environ, "PGBOUNCER_DEFAULT_POOL_SIZE", 20, minimum=1),
+        # Client connections it accepts; PgBouncer's own 100 would refuse the 150-user profile.
+        "PGBOUNCER_MAX_CLIENT_CONN": _integer(environ, "PGBOUNCER_MAX_CLIENT_CONN", 1000, minimum=1),
+        # Extra server connections for clients that waited reserve_pool_timeout (PgBouncer's 5 s); 0: none.
+        "PGBOUNCER_RESERVE_POOL_SIZE": _integer(environ, "PGBOUNCER_RESERVE_POOL_SIZE", 0, minimum=0),
+        # How long a client may wait for a server connection before PgBouncer drops it (PgBouncer's 120 s).
+        "PGBOUNCER_QUERY_WAIT_TIMEOUT": _seconds(environ, "PGBOUNCER_QUERY_WAIT_TIMEOUT", 120.0),
+    }
+
+
+def embedded_pooler(settings):
+    """The lab's own PgBouncer's settings from load()'s, as embedded_pg.pgbouncer.Settings takes them."""
+    return {"default_pool_size": settings["PGBOUNCER_DEFAULT_POOL_SIZE"],
+            "max_client_conn": settings["PGBOUNCER_MAX_CLIENT_CONN"],
+            "reserve_pool_size": settings["PGBOUNCER_RESERVE_POOL_SIZE"],
+            "query_wait_timeout": settings["PGBOUNCER_QUERY_WAIT_TIMEOUT"]}

@@ -73,7 +73,7 @@ def init_db_command(if_empty, facts):
             # The pool's connection closed first, so only this one of ours counts as open.
             db.session.remove()
             db.engine.dispose()
-            click.echo(json.dumps(database_facts(db.engine)))
+            click.echo(json.dumps(database_facts()))
     except DBAPIError as error:
         # One line that names the cause; Gunicorn's start-up shows it as it is.
         raise click.ClickException(database_cause(error)) from None
@@ -89,10 +89,21 @@ def timed_connect(dialect, connection_record, cargs, cparams):
 
 
 def init_app(app):
-    app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(app.config["DATABASE_URL"], app.config["DRIVER"])
+    config = app.config
+    config["DIRECT_DATABASE_URI"] = sqlalchemy_url(config["DATABASE_URL"], config["DRIVER"])
+    # Through PgBouncer when asked and there is one (without, the postgres endpoint answers why:
+    # views.postgres_sleep); /db's facts always go straight to the database.
+    through_pooler = config["PGBOUNCER"] and config["POOLER_URL"]
+    config["SQLALCHEMY_DATABASE_URI"] = (sqlalchemy_url(config["POOLER_URL"], config["DRIVER"]) if through_pooler
+                                         else config["DIRECT_DATABASE_URI"])
     # A connection broken by a database restart is replaced at checkout, not handed to a request.
     options = {"pool_pre_ping": True}
-    if app.config["POOL_CLASS"] == "null":
+    if through_pooler and config["DRIVER"] == "psycopg":
+        # psycopg 3 prepares a statement by itself once it ran 5 times on a connection; in transaction
+        # pooling the next transaction may get another server connection, which lacks it, and
+        # PgBouncer 1.18 does not follow prepared statements (1.21 learned to): never prepare.
+        options["connect_args"] = {"prepare_threshold": None}
+    if config["POOL_CLASS"] == "null":
         # No pool: each request opens a connection of its own and closes it; no limit but the database's.
         options["poolclass"] = NullPool
     else:

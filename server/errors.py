@@ -3,17 +3,24 @@
 Imports nothing of the app: db and views import from here (database_cause, ClientGone).
 """
 
-from flask import current_app, jsonify
+from flask import current_app, g, jsonify
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from contract import (BAD_PARAMETER, CLIENT_CLOSED_REQUEST, DATABASE_UNAVAILABLE, ERRORS, POOL_TIMEOUT,
-                      TOO_MANY_CONNECTIONS, BadParameter)
+                      POOLER_QUERY_WAIT_TIMEOUT, POOLER_REFUSED, POOLER_UNAVAILABLE, TOO_MANY_CONNECTIONS,
+                      BadParameter)
+
+from .pooler import pooler_failure
 
 
 class ClientGone(Exception):
     """The client closed its connection while its query ran; the query was cancelled."""
+
+
+class PoolerUnavailable(Exception):
+    """PGBOUNCER=true, and the master could not give the app a pooler; the message says why."""
 
 
 def database_cause(exc):
@@ -72,8 +79,28 @@ def pool_timeout(exc):
 SLOTS_TAKEN = ("too many clients already", "remaining connection slots are reserved")
 
 
+# What each of PgBouncer's failures means, said before the driver's own words.
+POOLER_MESSAGES = {
+    POOLER_REFUSED: "PgBouncer refused a new client connection: its max_client_conn are all taken",
+    POOLER_QUERY_WAIT_TIMEOUT: "PgBouncer found no server connection free within its query_wait_timeout",
+    POOLER_UNAVAILABLE: "PgBouncer could not be reached, or closed the connection",
+}
+
+
+def pooler_unavailable(exc):
+    return contract_error(POOLER_UNAVAILABLE, str(exc), logged=str(exc), **{"Retry-After": "1"})
+
+
 def database_error(exc):
     cause = database_cause(exc)
+    config = current_app.config
+    if config["PGBOUNCER"]:
+        # views.postgres_sleep records when its query left; psycopg2 reports a query_wait_timeout
+        # as a closed connection only, which the wait tells apart.
+        failure = pooler_failure(cause, config["POOLER_URL"], g.get("query_started"))
+        if failure:
+            message = f"{POOLER_MESSAGES[failure]} ({cause})"
+            return contract_error(failure, message, logged=message, **{"Retry-After": "1"})
     if any(words in cause for words in SLOTS_TAKEN):
         message = f"PostgreSQL refused a new connection: every one of its max_connections slots is taken ({cause})"
         return contract_error(TOO_MANY_CONNECTIONS, message, logged=message, **{"Retry-After": "1"})
@@ -87,4 +114,5 @@ def init_app(app):
     app.register_error_handler(PoolTimeoutError, pool_timeout)
     app.register_error_handler(DBAPIError, database_error)
     app.register_error_handler(ClientGone, client_gone)
+    app.register_error_handler(PoolerUnavailable, pooler_unavailable)
 

@@ -11,7 +11,7 @@ from flask import current_app
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from . import worker
+from . import pooler, worker
 
 
 def pool_counts(pool):
@@ -56,6 +56,8 @@ def pool_facts(engine):
         "psycogreen": worker.psycogreen_active(),
         "pid": os.getpid(),
         "database": engine.url.render_as_string(hide_password=True),
+        # Whether that URL is PgBouncer's (PGBOUNCER=true): then /db's `pooler` holds its limits.
+        "through_pooler": current_app.config["PGBOUNCER"],
         # What ?seconds= defaults to and may reach: load generators predict waves from these.
         "sleep_seconds": current_app.config["SLEEP_SECONDS"],
         "max_sleep_seconds": current_app.config["MAX_SLEEP_SECONDS"],
@@ -73,12 +75,14 @@ CEILING_QUERY = text("""
 _ceiling_lock = threading.Lock()  # created in the worker, after gevent's patching: a greenlet lock there
 
 
-def database_facts(engine):
-    """/db: what the database of `engine` says of itself, on a connection of its own that is kept
-    open: /db must answer while a burst holds every pooled connection, and even at max_connections."""
+def database_facts():
+    """/db: what the database says of itself, on a connection of its own that is kept open: /db
+    must answer while a burst holds every pooled connection, and even at max_connections. Straight
+    to the database, never through the pooler, whose queue it would wait in."""
     extensions = current_app.extensions
     if "pool_lab_ceiling" not in extensions:
-        extensions["pool_lab_ceiling"] = create_engine(engine.url, poolclass=StaticPool, pool_pre_ping=True)
+        url = current_app.config["DIRECT_DATABASE_URI"]
+        extensions["pool_lab_ceiling"] = create_engine(url, poolclass=StaticPool, pool_pre_ping=True)
     with _ceiling_lock, extensions["pool_lab_ceiling"].connect() as connection:
         facts = dict(connection.execute(CEILING_QUERY).mappings().one())
     # Slots held back from the lab's role, and those a new connection of it can still take.
@@ -90,4 +94,24 @@ def database_facts(engine):
         facts["postmaster_pid"] = psutil.Process(facts.pop("backend_pid")).ppid()
     except psutil.Error:
         facts["postmaster_pid"] = None
+    facts["pooler"] = pooler_facts()
+    return facts
+
+
+def pooler_facts():
+    """/db's `pooler`: PgBouncer's settings and state (PGBOUNCER=true), else None.
+
+    `unavailable` says why when there is none to ask; `pid` is its process when it runs on this
+    machine, found by its socket (whose memory a load generator here can sample).
+    """
+    config = current_app.config
+    if not config["PGBOUNCER"]:
+        return None
+    if config["POOLER_PROBLEM"]:
+        return {"unavailable": config["POOLER_PROBLEM"]}
+    try:
+        facts = pooler.admin_facts(config["POOLER_URL"])
+    except Exception as error:  # the driver's error, whichever: say it, /db still answers
+        return {"unavailable": str(error).strip().splitlines()[0]}
+    facts["pid"] = pooler.local_pid(config["POOLER_URL"])
     return facts

@@ -13,7 +13,7 @@ from contract import DB_PATH, POOL_PATH, BadParameter, sleep_path, sleep_seconds
 
 from . import facts, worker
 from .db import Todo, db
-from .errors import ClientGone
+from .errors import ClientGone, PoolerUnavailable
 
 bp = Blueprint("lab", __name__)
 
@@ -90,7 +90,8 @@ def index():
         f"{sleep_path('python')}?seconds=S": "time.sleep(S) in the worker, no database",
         f"{sleep_path('postgres')}?seconds=S": "SELECT pg_sleep(S) on a pooled connection",
         POOL_PATH: "the pool and the worker: the facts a prediction is made from",
-        DB_PATH: "what the database says of its ceiling: max_connections, connections open",
+        DB_PATH: "what the database says of its ceiling: max_connections, connections open; and PgBouncer's, "
+                 "through it",
     })
 
 
@@ -108,9 +109,13 @@ def python_sleep():
 def postgres_sleep():
     seconds = requested_seconds()
     started = time.time()
+    if current_app.config["PGBOUNCER"] and current_app.config["POOLER_PROBLEM"]:
+        raise PoolerUnavailable(current_app.config["POOLER_PROBLEM"])
     # Checks a connection out of the pool (and pings it): may wait.
     connection = db.session.connection().connection.dbapi_connection
     connected = time.time()
+    # Through PgBouncer the wait for a server connection starts here: errors.database_error reads it.
+    g.query_started = connected
     with cancelled_when_the_client_leaves(connection):
         # A bound parameter, never string formatting: the value reaches SQL as data.
         db.session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
@@ -127,7 +132,7 @@ def postgres_sleep():
 @bp.get(DB_PATH)
 def database_status():
     """What the database says of itself: the ceiling a prediction without a pool limit needs."""
-    return jsonify(facts.database_facts(db.engine))
+    return jsonify(facts.database_facts())
 
 
 @bp.get(POOL_PATH)

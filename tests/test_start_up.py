@@ -10,6 +10,7 @@ import psutil
 import psycopg2
 import pytest
 
+from embedded_pg import pgbouncer
 from lab.servers import BIN_PATH, PROCFILE, ROOT, RunningMode, free_port, start_mode
 
 # Real Gunicorn modes, Locust runs or PostgreSQL servers: seconds each.
@@ -76,11 +77,16 @@ def postmaster_running(pgdata):
     return (pgdata / "postmaster.pid").exists()
 
 
+def pooler_running(pgdata):
+    return pgbouncer.running_pid(pgbouncer.pooler_directory(pgdata)) is not None
+
+
 def stopped_within(pgdata, seconds=15):
-    """True once PostgreSQL has stopped: at once when the last mode stopped it, or soon after
-    through the reaper when honcho had to kill a mode that was slow to stop."""
+    """True once PostgreSQL and the bouncer mode's PgBouncer have stopped: at once when the last
+    mode stopped them, or soon after through the reapers when honcho had to kill a mode that was
+    slow to stop."""
     deadline = time.monotonic() + seconds
-    while postmaster_running(pgdata):
+    while postmaster_running(pgdata) or pooler_running(pgdata):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
@@ -94,8 +100,9 @@ def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart
         pools = {server.mode: server.get_json("/pool")[1] for server in servers}
         assert {name: pool["concurrency"] for name, pool in pools.items()} == {
             "sync": "sync", "gevent": "gevent", "green": "green", "fair": "green", "threads": "threads",
-            "psycopg3": "green", "nullpool": "green"}
+            "psycopg3": "green", "nullpool": "green", "bouncer": "green"}
         assert pools["nullpool"]["pool_class"] == "sqlalchemy.pool.impl.NullPool"
+        assert pools["bouncer"]["pool_class"] == "sqlalchemy.pool.impl.NullPool" and pools["bouncer"]["through_pooler"]
         assert {name: pool["mode"] for name, pool in pools.items()} == {mode: mode for mode in MODES}
         assert pools["fair"]["pool_class"] == "server.pool.FairQueuePool"
         assert pools["psycopg3"]["driver"] == "psycopg" and pools["threads"]["worker_concurrency"] == 8

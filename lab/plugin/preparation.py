@@ -47,6 +47,8 @@ class Preparation:
         self.prefix = Path(csv_prefix or DEFAULT_PREFIX)
         self.facts, self.sleep, self.warnings = None, None, []
         self.memory_sample, self.sampler = None, None
+        # PgBouncer's memory (a memory.PoolerSample) when the server connects through one on this machine.
+        self.pooler_rest, self.pooler_sample = None, None
         self.overflows_before = None  # the kernel's ListenOverflows when the burst began, if it counts here
         options.run_starting.add_listener(self.prepare)
 
@@ -61,7 +63,9 @@ class Preparation:
             # A connection still held by an earlier client would skew the waves.
             self.wait_until_idle(host, settings.idle_wait)
             self.facts = calibration.with_cpu_cost(self.facts, host, self.prefix.parent, settings.calibrate)
-            self.memory_sample, self.sampler = None, gevent.spawn(self.sample_memory)
+            self.pooler_rest = memory.process_uss_mib(self.pooler_pid())
+            self.memory_sample, self.pooler_sample = None, None
+            self.sampler = gevent.spawn(self.sample_memory)
             # The kernel's count is this machine's: it tells about a server on this machine only.
             local = urllib.parse.urlsplit(host).hostname in ("127.0.0.1", "localhost", "::1")
             self.overflows_before = kernel.listen_overflows() if local else None
@@ -89,6 +93,15 @@ class Preparation:
         self.burst.wait_begun("postgres")
         gevent.sleep((self.sleep or 0) / 2)
         self.memory_sample = memory.sample_backends(postmaster)
+        peak = memory.process_uss_mib(self.pooler_pid())
+        if self.pooler_rest is not None and peak is not None:
+            # The clients it held at that moment, from its admin console (through /db).
+            pooler = (fetch_facts(self.environment.host) or {}).get("db", {}).get("pooler") or {}
+            clients = pooler.get("clients_active", 0) + pooler.get("clients_waiting", 0)
+            self.pooler_sample = memory.PoolerSample(self.pooler_rest, peak, clients)
+
+    def pooler_pid(self):
+        return (((self.facts or {}).get("db") or {}).get("pooler") or {}).get("pid")
 
     def stop_sampling(self):
         if self.sampler:

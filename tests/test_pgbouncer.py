@@ -1,0 +1,206 @@
+"""PgBouncer in front of PostgreSQL: the bouncer mode on a real pooler and a real database.
+
+A database of the module's own with max_connections 20, so NullPool alone hits its wall with a
+burst of 30, and a pooler in front of it (embedded_pg.pgbouncer) with a pool of 10; the modes
+reach it through POOLER_URL, as a PgBouncer you run yourself.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+
+from support import SLEEP, private_directory
+from embedded_pg import pgbouncer
+from lab.servers import BIN_PATH, PROCFILE, ROOT, RunningMode, free_port, start_mode
+from lab.waves import group_waves, predict
+from server.pooler import admin_facts
+import embedded_pg
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(pgbouncer.program() is None, reason=f"no pgbouncer program: {pgbouncer.INSTALL}")]
+
+MAX_CONNECTIONS = 20
+POOL = 10
+SETTINGS = pgbouncer.Settings(default_pool_size=POOL, max_client_conn=1000, reserve_pool_size=0,
+                              query_wait_timeout=120)
+
+
+@pytest.fixture(scope="module")
+def walled():
+    root = private_directory("pool-lab-bouncer-")
+    database = embedded_pg.start(root / "pgdata", MAX_CONNECTIONS)
+    pooler = pgbouncer.start(root / "pgdata", SETTINGS)
+    yield database, pooler
+    pooler.cleanup()
+    database.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def configure(pooler, root_pgdata, settings):
+    """Restart the pooler with `settings` (this process alone holds it)."""
+    pgbouncer.start(root_pgdata, settings)
+    assert admin_facts(pooler.url)["default_pool_size"] == settings.default_pool_size
+
+
+@pytest.fixture(scope="module")
+def bouncer(walled, tmp_path_factory):
+    database, pooler = walled
+    server = start_mode("bouncer", {"DATABASE_URL": database.get_uri(), "POOLER_URL": pooler.url},
+                        tmp_path_factory.mktemp("bouncer") / "bouncer.log")
+    yield server
+    server.stop()
+
+
+def causes(results):
+    return Counter(json.loads(body)["error"] if status != 200 else "ok" for _, status, body in results)
+
+
+def facts_of(server):
+    _, facts = server.get_json("/pool")
+    facts["db"] = server.get_json("/db")[1]
+    return facts
+
+
+def test_db_reports_the_poolers_settings_and_state(bouncer, walled):
+    facts = facts_of(bouncer)
+    assert facts["pool_class"] == "sqlalchemy.pool.impl.NullPool" and facts["through_pooler"] is True
+    pooler = facts["db"]["pooler"]
+    assert {key: pooler[key] for key in ("pool_mode", "default_pool_size", "max_client_conn", "reserve_pool_size",
+                                         "query_wait_timeout")} == {
+        "pool_mode": "transaction", "default_pool_size": POOL, "max_client_conn": 1000, "reserve_pool_size": 0,
+        "query_wait_timeout": 120.0}
+    assert pooler["clients_waiting"] == 0 and pooler["pid"] == walled[1].pid
+    # The database's own facts come straight from it, not through the pooler.
+    assert facts["db"]["max_connections"] == MAX_CONNECTIONS
+
+
+def test_bouncer_answers_in_waves_of_default_pool_size_as_predicted(bouncer, fire):
+    facts = facts_of(bouncer)
+    requests = 2 * POOL + 5
+    prediction = predict("postgres", requests, 2 * SLEEP, facts)
+    assert prediction.wave_sizes == (POOL, POOL, 5) and "default_pool_size 10" in prediction.reason
+    results = fire(bouncer, f"/sleep/postgres/?seconds={2 * SLEEP}", requests)
+    assert causes(results) == {"ok": requests}
+    assert tuple(w.size for w in group_waves([c for c, _, _ in results], 2 * SLEEP)) == prediction.wave_sizes
+
+
+def test_no_refusal_past_max_connections_where_nullpool_alone_refuses(walled, bouncer, fire, tmp_path):
+    database, _ = walled
+    nullpool = start_mode("nullpool", {"DATABASE_URL": database.get_uri()}, tmp_path / "nullpool.log")
+    try:
+        accepts = nullpool.get_json("/db")[1]["accepts"]
+        requests = accepts + 10
+        refused = causes(fire(nullpool, f"/sleep/postgres/?seconds={2 * SLEEP}", requests))
+        assert refused == {"ok": accepts, "too_many_connections": 10}
+    finally:
+        nullpool.stop()
+    # The same burst through the pooler: it alone faces max_connections, with its pool of 10.
+    facts = facts_of(bouncer)
+    prediction = predict("postgres", requests, 2 * SLEEP, facts)
+    assert prediction.refused == 0
+    results = fire(bouncer, f"/sleep/postgres/?seconds={2 * SLEEP}", requests)
+    assert causes(results) == {"ok": requests}
+    assert tuple(w.size for w in group_waves([c for c, _, _ in results], 2 * SLEEP)) == prediction.wave_sizes
+    assert max(answer["connect_seconds"] for answer in (json.loads(body) for _, _, body in results)) > 0
+
+
+def test_a_wait_past_query_wait_timeout_is_named_as_the_poolers(walled, bouncer, fire):
+    database, pooler = walled
+    short = pgbouncer.Settings(default_pool_size=2, max_client_conn=1000, reserve_pool_size=0,
+                               query_wait_timeout=1.5)
+    configure(pooler, database.pgdata, short)
+    try:
+        # Sleeps of 1 s in waves of 2: the third wave would wait 2 s for a server connection.
+        facts = facts_of(bouncer)
+        prediction = predict("postgres", 6, 1.0, facts)
+        assert (prediction.wave_sizes, prediction.timed_out) == ((2, 2), 2)
+        results = fire(bouncer, "/sleep/postgres/?seconds=1", 6)
+        assert causes(results) == {"ok": 4, "pooler_query_wait_timeout": 2}
+        failed = [json.loads(body) for _, status, body in results if status == 503]
+        assert "query_wait_timeout" in failed[0]["message"]
+        assert all(1.5 <= c.at < 2.9 for c, status, _ in results if status == 503)
+        assert "503 pooler_query_wait_timeout" in bouncer.log()
+    finally:
+        configure(pooler, database.pgdata, SETTINGS)
+
+
+def test_the_pooler_stopped_mid_burst_is_named_and_the_server_recovers_when_it_is_back(walled, bouncer, fire):
+    import threading
+
+    database, pooler = walled
+    results = []
+    burst = threading.Thread(target=lambda: results.extend(fire(bouncer, "/sleep/postgres/?seconds=2", 5)))
+    burst.start()
+    time.sleep(0.5)
+    pgbouncer.stop(pooler.directory)
+    try:
+        burst.join()
+        assert causes(results) == {"pooler_unavailable": 5}
+        # The server keeps serving what needs no database, and names the cause for what does.
+        assert bouncer.get_json(f"/sleep/python/?seconds={SLEEP}")[0] == 200
+        status, answer = bouncer.get_json("/sleep/postgres/?seconds=0")
+        assert (status, answer["error"]) == (503, "pooler_unavailable")
+        assert "unavailable" in bouncer.get_json("/db")[1]["pooler"]
+    finally:
+        pgbouncer.start(database.pgdata, SETTINGS)  # back, as the lab's next start brings it
+    status, answer = bouncer.get_json("/sleep/postgres/?seconds=0")
+    assert (status, answer["todo_count"]) == (200, 50)
+
+
+def test_psycopg3_works_through_the_pooler_without_prepared_statements(walled, fire, tmp_path):
+    """psycopg 3 prepares a query it ran 5 times on a connection; through transaction pooling the
+    next transaction may run on another server connection, without it. Pooled connections here,
+    so each runs the same queries many times."""
+    database, pooler = walled
+    server = start_mode("psycopg3", {"DATABASE_URL": database.get_uri(), "POOLER_URL": pooler.url,
+                                     "PGBOUNCER": "true", "POOL_SIZE": "3", "MAX_OVERFLOW": "0"},
+                        tmp_path / "psycopg3.log")
+    try:
+        assert server.get_json("/pool")[1]["driver"] == "psycopg"
+        for _ in range(4):
+            results = fire(server, "/sleep/postgres/?seconds=0", 6)
+            assert causes(results) == {"ok": 6}
+            assert all(json.loads(body)["todo_count"] == 50 for _, _, body in results)
+    finally:
+        server.stop()
+
+
+def test_without_the_pgbouncer_program_the_bouncer_mode_comes_up_and_names_what_to_install(tmp_path):
+    """The embedded start (no DATABASE_URL), with /usr/sbin/pgbouncer hidden behind /dev/null in a
+    private mount namespace: the mode must come up (honcho would stop every mode), say in one line
+    what to install, and answer its postgres endpoint with that cause."""
+    if os.geteuid() != 0:
+        pytest.skip("hiding the pgbouncer program needs a private mount namespace, as root")
+    root = private_directory("pool-lab-no-bouncer-")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(PATH=BIN_PATH, EMBEDDED_PGDATA=str(root / "pgdata"), BOUNCER_PORT=str(port))
+    hide = f'mount --bind /dev/null "{pgbouncer.program()}" && exec sh -c "$0"'
+    log_path = tmp_path / "bouncer.log"
+    process = subprocess.Popen(["unshare", "-m", "sh", "-c", hide, PROCFILE["bouncer"]], cwd=ROOT, env=env,
+                               stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    server = RunningMode("bouncer", f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while "pool-lab: bouncer ready at" not in server.log():
+            assert process.poll() is None, server.log()
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        lines = [line for line in server.log().splitlines() if "pgbouncer" in line and "pool-lab:" in line]
+        assert len(lines) == 1 and lines[0].endswith(
+            "pool-lab: the pgbouncer program is not installed: apt-get install pgbouncer; until then bouncer answers "
+            "postgres requests with 503 pooler_unavailable")
+        status, answer = server.get_json("/sleep/postgres/?seconds=0")
+        assert (status, answer["error"]) == (503, "pooler_unavailable")
+        assert answer["message"] == "the pgbouncer program is not installed: apt-get install pgbouncer"
+        assert server.get_json("/sleep/python/?seconds=0")[0] == 200
+        assert server.get_json("/pool")[0] == 200
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert "Traceback" not in log_path.read_text()
