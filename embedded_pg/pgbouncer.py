@@ -75,6 +75,9 @@ def config_text(directory, pgdata, postgres_port, settings):
             f"query_wait_timeout = {settings.query_wait_timeout:g}\n"
             # No listen_addr: a Unix socket only, as the embedded server itself.
             f"unix_socket_dir = {directory}\n"
+            # Whoever reaches the socket logs in as the superuser (trust) and may SHUTDOWN the pooler
+            # (admin_users): its own user alone, with the directory (start) its own too.
+            f"unix_socket_mode = 0700\n"
             f"listen_port = {PORT}\n"
             # The embedded server trusts its socket's clients; the pooler does the same, but still
             # wants the user listed.
@@ -215,6 +218,7 @@ def start(pgdata, settings, with_reaper=False, log=say):
     directory = pooler_directory(pgdata)
     with lock.held():
         directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)  # its user's alone (config_text's unix_socket_mode says why); _write chowns it
         text = config_text(directory, pgdata, postgres_address(pgdata)[1], settings)
         config = directory / CONFIG_FILE
         changed = not config.exists() or config.read_text() != text

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections import Counter
 
+import psutil
 import pytest
 
 from support import SLEEP, private_directory
@@ -64,6 +65,19 @@ def facts_of(server):
     _, facts = server.get_json("/pool")
     facts["db"] = server.get_json("/db")[1]
     return facts
+
+
+def test_only_the_poolers_own_user_can_reach_its_socket(walled):
+    """auth_type trust and admin_users postgres: whoever reaches the socket is the superuser and may
+    SHUTDOWN the pooler, so its directory and socket are its own user's alone."""
+    import stat
+
+    _, pooler = walled
+    directory = pooler.directory
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert directory.stat().st_uid == psutil.Process(pooler.pid).uids().real
+    socket_mode = stat.S_IMODE((directory / f".s.PGSQL.{pgbouncer.PORT}").stat().st_mode)
+    assert socket_mode & 0o077 == 0, oct(socket_mode)
 
 
 def test_db_reports_the_poolers_settings_and_state(bouncer, walled):
