@@ -59,12 +59,13 @@ def on_starting(arbiter):
         # The master takes the embedded server's handle (when DATABASE_URL is unset); its workers and the
         # init-db child inherit the URL.
         os.environ["DATABASE_URL"] = database.database_url(with_reaper=True, log=arbiter.log.warning)
+        if settings["PGBOUNCER"]:
+            # Before the facts: through the pooler, its pool is what the sizing check weighs.
+            through_the_pooler(arbiter)
         # The same child that seeds the table reports the database's ceiling, for the sizing check.
         ready, facts = database.prepare_table(os.environ["DATABASE_URL"], "--if-empty", "--facts")[-2:]
     except (embedded_pg.StartError, database.TableError) as error:
         sys.exit(f"pool-lab: {error}")
-    if settings["PGBOUNCER"]:
-        through_the_pooler(arbiter)
     arbiter.log.info(ready)
     oversized = pools_past_the_ceiling(arbiter.cfg.workers, json.loads(facts))
     if oversized:
@@ -76,9 +77,8 @@ def through_the_pooler(arbiter):
     PostgreSQL. When there is none to have, hand them the reason instead, which their postgres
     endpoint answers with, and carry on: honcho stops every mode when one exits."""
     import embedded_pg
-    from embedded_pg import pgbouncer
-    from lab.database import data_directory
-    from server.config import POOLER_PROBLEM_VARIABLE, embedded_pooler
+    from lab.database import embedded_pooler
+    from server.config import POOLER_PROBLEM_VARIABLE
 
     if settings["POOLER_URL"]:
         return
@@ -86,11 +86,9 @@ def through_the_pooler(arbiter):
         problem = ("PGBOUNCER=true with DATABASE_URL needs POOLER_URL, a PgBouncer you run in front of it "
                    "(the lab starts its own only in front of the embedded PostgreSQL)")
     else:
-        pooler_settings = pgbouncer.Settings(**embedded_pooler(settings))
         try:
             # Held by this master like the embedded server: the last holder stops it, else the reaper.
-            os.environ["POOLER_URL"] = pgbouncer.start(data_directory(), pooler_settings,
-                                                       with_reaper=True, log=arbiter.log.warning).url
+            os.environ["POOLER_URL"] = embedded_pooler(with_reaper=True, log=arbiter.log.warning).url
             return
         except embedded_pg.StartError as error:
             problem = str(error)

@@ -39,6 +39,21 @@ def database_url(max_connections=None, environ=None, **start_options):
                                     max_connections, **start_options)
 
 
+def embedded_pooler(environ=None, **start_options):
+    """The lab's own PgBouncer in front of the embedded PostgreSQL (data_directory) with the
+    PGBOUNCER_* settings, started or joined for as long as this process lives (its Pooler, whose
+    url is POOLER_URL). `start_options` go to embedded_pg.pgbouncer.start (with_reaper, log).
+    Raises embedded_pg.StartError with one line, a bad PGBOUNCER_* setting's included."""
+    from embedded_pg import pgbouncer
+
+    environ = os.environ if environ is None else environ
+    try:
+        settings = pgbouncer.Settings(**config.embedded_pooler(config.load(environ)))
+    except config.ConfigError as error:
+        raise embedded_pg.StartError(str(error)) from None
+    return pgbouncer.start(data_directory(environ), settings, **start_options)
+
+
 def prepare_table(url, *options):
     """`flask --app server init-db OPTIONS` on `url`, in a child process (a Gunicorn master must not
     import the app before its workers patch with gevent); its output lines, or TableError."""

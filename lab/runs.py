@@ -107,17 +107,6 @@ def through_pooler(measurement):
     return "PGBOUNCER=true" in PROCFILE[measurement.mode] or measurement.env.get("PGBOUNCER") == "true"
 
 
-def start_pooler(pgdata):
-    """The lab's own PgBouncer in front of the embedded PostgreSQL on `pgdata`, with the PGBOUNCER_* settings."""
-    from embedded_pg import pgbouncer
-    from server.config import embedded_pooler, load
-
-    try:
-        return pgbouncer.start(pgdata, pgbouncer.Settings(**embedded_pooler(load())))
-    except pgbouncer.StartError as error:
-        raise RuntimeError(str(error)) from None
-
-
 def run_all(measurements, out, use_running=False, max_connections=None):
     """Measure each in turn on a server of its own (or the running mode); return the Results.
 
@@ -128,13 +117,18 @@ def run_all(measurements, out, use_running=False, max_connections=None):
     out.mkdir(parents=True, exist_ok=True)
     environment = {}
     if not use_running:
-        from .database import data_directory, database_url
+        import embedded_pg
+
+        from .database import database_url, embedded_pooler
 
         # Held for the whole run, so the database is not restarted between servers.
         environment["DATABASE_URL"] = database_url(max_connections)
         if any(through_pooler(m) for m in measurements) and not os.environ.get("DATABASE_URL"):
             # The lab's own PgBouncer, held for the whole run too (with DATABASE_URL, yours: POOLER_URL).
-            environment["POOLER_URL"] = start_pooler(data_directory()).url
+            try:
+                environment["POOLER_URL"] = embedded_pooler().url
+            except embedded_pg.StartError as error:
+                raise RuntimeError(f"pool-lab: {error}") from None
     results = []
     for number, m in enumerate(measurements, start=1):
         print(f"[{number}/{len(measurements)}] {m.name}: {m.requests} requests per endpoint "

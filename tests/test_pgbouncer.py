@@ -218,3 +218,21 @@ def test_without_the_pgbouncer_program_the_bouncer_mode_comes_up_and_names_what_
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
     assert "Traceback" not in log_path.read_text()
+
+
+def test_the_start_up_sizing_warning_knows_the_poolers_pool_faces_max_connections(tmp_path):
+    """A real start of the bouncer mode on an embedded PostgreSQL of max_connections 30: a pooler's
+    pool of 40 is warned of at start-up (the warning docs/pgbouncer.md quotes), one of 20 is not."""
+    root = private_directory("pool-lab-bouncer-sizing-")
+    env = {"DATABASE_URL": "", "EMBEDDED_PGDATA": str(root / "pgdata"), "PG_MAX_CONNECTIONS": "30"}
+    try:
+        server = start_mode("bouncer", {**env, "PGBOUNCER_DEFAULT_POOL_SIZE": "40"}, tmp_path / "oversized.log")
+        server.stop()
+        assert ("pool-lab: PgBouncer's pool (default_pool_size 40 + reserve_pool_size 0 = 40) is more than "
+                "PostgreSQL accepts: max_connections 30") in server.log(), server.log()
+        server = start_mode("bouncer", env, tmp_path / "fits.log")
+        server.stop()
+        assert "more than PostgreSQL accepts" not in server.log(), server.log()
+        assert "Traceback" not in server.log()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

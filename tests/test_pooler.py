@@ -115,3 +115,11 @@ def test_the_poolers_causes_are_counted_by_the_lab():
 def test_the_admin_console_is_the_poolers_pgbouncer_database():
     assert admin_url(URL) == "postgresql://postgres:@/pgbouncer?host=%2Fvar%2Fpgbouncer%2Fpgdata&port=6432"
     assert admin_url("postgresql+psycopg2://u:pw@127.0.0.1:6432/app").startswith("postgresql://u:pw@127.0.0.1:6432/pgbouncer")
+
+
+def test_a_bad_pooler_setting_is_one_line_where_the_lab_starts_its_pooler():
+    import embedded_pg
+    from lab.database import embedded_pooler as start_embedded_pooler
+
+    with pytest.raises(embedded_pg.StartError, match="^PGBOUNCER_DEFAULT_POOL_SIZE must be at least 1"):
+        start_embedded_pooler({"PGBOUNCER_DEFAULT_POOL_SIZE": "0"})
