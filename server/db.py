@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
 from .config import sqlalchemy_url
-from .errors import database_cause
+from .errors import database_cause, mark_through_pooler
 from .facts import database_facts
 from .pool import FairQueuePool
 
@@ -116,4 +116,6 @@ def init_app(app):
     db.init_app(app)
     with app.app_context():
         event.listen(db.engine, "do_connect", timed_connect)
+        if through_pooler:
+            event.listen(db.engine, "handle_error", mark_through_pooler)
     app.cli.add_command(init_db_command)

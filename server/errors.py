@@ -91,10 +91,21 @@ def pooler_unavailable(exc):
     return contract_error(POOLER_UNAVAILABLE, str(exc), logged=str(exc), **{"Retry-After": "1"})
 
 
+# Set on the errors of the engine that connects through PgBouncer (mark_through_pooler): only those
+# may be the pooler's; /db's facts, straight to the database, fail with the database's causes.
+THROUGH_POOLER = "pool_lab_through_pooler"
+
+
+def mark_through_pooler(context):
+    """The handle_error listener of the engine that connects through PgBouncer (db.init_app)."""
+    if context.sqlalchemy_exception is not None:
+        setattr(context.sqlalchemy_exception, THROUGH_POOLER, True)
+
+
 def database_error(exc):
     cause = database_cause(exc)
     config = current_app.config
-    if config["PGBOUNCER"]:
+    if getattr(exc, THROUGH_POOLER, False):
         # views.postgres_sleep records when its query left; psycopg2 reports a query_wait_timeout
         # as a closed connection only, which the wait tells apart.
         failure = pooler_failure(cause, config["POOLER_URL"], g.get("query_started"))

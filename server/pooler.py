@@ -21,6 +21,10 @@ UNREACHABLE_WORDS = ("No such file or directory", "Connection refused")
 # libpq's words when the other side closed the connection. psycopg2 says only this when PgBouncer
 # closes a client with an error (query_wait_timeout): the error message itself is lost.
 CLOSED_WORDS = ("server closed the connection unexpectedly", "consuming input failed", "connection is lost")
+# PgBouncer drops a client that waited past query_wait_timeout in its janitor, which runs every
+# 1/3 s (full_maint_period in 1.18's src/janitor.c): within that after the timeout, and the rest of
+# this second for the worker to notice on a busy machine. A connection closed at any other time is not that.
+QUERY_WAIT_DROP_WINDOW = 1.0
 
 
 def admin_url(pooler_url):
@@ -71,13 +75,14 @@ def pooler_failure(cause, pooler_url, query_started):
         return POOLER_UNAVAILABLE
     if not any(words in cause for words in CLOSED_WORDS):
         return None
-    # Closed: by a pooler that has stopped, or by one that is up and dropped this client after
-    # it waited query_wait_timeout for a server connection.
+    # Closed: by a pooler that has stopped, by one that is up and dropped this client after it
+    # waited query_wait_timeout for a server connection, or by the database (a terminated backend).
     try:
         wait_timeout = admin_facts(pooler_url)["query_wait_timeout"]
     except Exception:  # the driver's error, whichever: the pooler is not there
         return POOLER_UNAVAILABLE
-    if query_started is not None and 0 < wait_timeout <= time.time() - query_started:
+    waited = None if query_started is None else time.time() - query_started
+    if waited is not None and 0 < wait_timeout <= waited <= wait_timeout + QUERY_WAIT_DROP_WINDOW:
         return POOLER_QUERY_WAIT_TIMEOUT
     return None
 

@@ -166,6 +166,54 @@ def test_the_pooler_stopped_mid_burst_is_named_and_the_server_recovers_when_it_i
     assert (status, answer["todo_count"]) == (200, 50)
 
 
+def test_a_backend_terminated_through_the_pooler_is_the_databases_cause(walled, tmp_path):
+    """A closed connection is the pooler's query_wait_timeout only within the window PgBouncer drops
+    a waiting client in: a backend terminated 1.8 s into its sleep, past a query_wait_timeout of
+    0.5 s, is the database's. The sync mode: its blocking psycopg2 reports the termination as a
+    closed connection only (green's, through psycogreen, passes PostgreSQL's FATAL on)."""
+    import threading
+
+    import psycopg2
+
+    database, pooler = walled
+    configure(pooler, database.pgdata, pgbouncer.Settings(default_pool_size=POOL, max_client_conn=1000,
+                                                          reserve_pool_size=0, query_wait_timeout=0.5))
+    server = start_mode("sync", {"DATABASE_URL": database.get_uri(), "POOLER_URL": pooler.url, "PGBOUNCER": "true"},
+                        tmp_path / "sync.log")
+    try:
+        answers = []
+        request = threading.Thread(target=lambda: answers.append(server.get_json("/sleep/postgres/?seconds=3")))
+        request.start()
+        time.sleep(1.8)
+        with psycopg2.connect(database.get_uri()) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE query LIKE 'SELECT pg_sleep%' AND pid <> pg_backend_pid()")
+            assert cursor.fetchall() == [(True,)]
+        request.join()
+        [(status, answer)] = answers
+        assert (status, answer["error"]) == (503, "database_unavailable"), answer
+    finally:
+        server.stop()
+        configure(pooler, database.pgdata, SETTINGS)
+
+
+def test_the_database_down_is_the_databases_cause_not_the_poolers(tmp_path):
+    """/db's facts come straight from PostgreSQL: with it stopped and the pooler up, the cause is the database's."""
+    root = private_directory("pool-lab-bouncer-down-")
+    database = embedded_pg.start(root / "pgdata", MAX_CONNECTIONS)
+    pooler = pgbouncer.start(root / "pgdata", SETTINGS)
+    server = start_mode("bouncer", {"DATABASE_URL": database.get_uri(), "POOLER_URL": pooler.url},
+                        tmp_path / "bouncer.log")
+    try:
+        database.cleanup()  # this process alone holds it: stopped
+        status, answer = server.get_json("/db")
+        assert (status, answer["error"]) == (503, "database_unavailable"), answer
+    finally:
+        server.stop()
+        pooler.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_psycopg3_works_through_the_pooler_without_prepared_statements(walled, fire, tmp_path):
     """psycopg 3 prepares a query it ran 5 times on a connection; through transaction pooling the
     next transaction may run on another server connection, without it. Pooled connections here,
