@@ -215,9 +215,8 @@ def test_the_database_down_is_the_databases_cause_not_the_poolers(tmp_path):
 
 
 def test_psycopg3_works_through_the_pooler_without_prepared_statements(walled, fire, tmp_path):
-    """psycopg 3 prepares a query it ran 5 times on a connection; through transaction pooling the
-    next transaction may run on another server connection, without it. Pooled connections here,
-    so each runs the same queries many times."""
+    """The psycopg3 mode through the pooler, on pooled connections. Its requests roll back, which
+    clears psycopg's prepared statements: the next test is the one that needs prepare_threshold=None."""
     database, pooler = walled
     server = start_mode("psycopg3", {"DATABASE_URL": database.get_uri(), "POOLER_URL": pooler.url,
                                      "PGBOUNCER": "true", "POOL_SIZE": "3", "MAX_OVERFLOW": "0"},
@@ -230,6 +229,38 @@ def test_psycopg3_works_through_the_pooler_without_prepared_statements(walled, f
             assert all(json.loads(body)["todo_count"] == 50 for _, _, body in results)
     finally:
         server.stop()
+
+
+def test_psycopg3_through_the_pooler_never_prepares_a_statement_another_client_holds(walled):
+    """The app's own engine (DRIVER=psycopg, through the pooler) in transactions that run a query
+    past psycopg's prepare_threshold (5) and commit, which keeps psycopg's prepared statements (a
+    rollback clears them, so the postgres endpoint, which rolls back, never gets there): three
+    connections taking turns on the pooler's single server connection would each prepare _pg3_0
+    on it, and the second would fail (prepared statement "_pg3_0" already exists)."""
+    from sqlalchemy import text
+
+    from server import create_app
+    from server.db import db
+
+    database, pooler = walled
+    configure(pooler, database.pgdata, pgbouncer.Settings(default_pool_size=1, max_client_conn=1000,
+                                                          reserve_pool_size=0, query_wait_timeout=120))
+    app = create_app({"DATABASE_URL": database.get_uri(), "POOLER_URL": pooler.url, "PGBOUNCER": True,
+                      "DRIVER": "psycopg", "POOL_CLASS": "queue", "POOL_SIZE": 3, "MAX_OVERFLOW": 0})
+    try:
+        with app.app_context():
+            connections = [db.engine.connect() for _ in range(3)]
+            try:
+                for connection in connections:
+                    for _ in range(7):
+                        assert connection.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": 0}).all()
+                    connection.commit()
+            finally:
+                for connection in connections:
+                    connection.close()
+                db.engine.dispose()
+    finally:
+        configure(pooler, database.pgdata, SETTINGS)
 
 
 def test_without_the_pgbouncer_program_the_bouncer_mode_comes_up_and_names_what_to_install(tmp_path):
