@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -181,6 +181,10 @@ def _write(directory, text):
 class Pooler:
     """A handle on the pooler of a data directory, held until cleanup() or this process's exit."""
     directory: Path
+    # The process that holds it. A forked child (a Gunicorn worker) inherits the atexit cleanup but
+    # holds nothing; as pgserver's handle, which stops nothing for a pid not in its list, it leaves
+    # the handle alone, and without taking the machine-wide start lock on its way out.
+    owner: int = field(default_factory=os.getpid)
 
     @property
     def url(self):
@@ -191,7 +195,9 @@ class Pooler:
         return running_pid(self.directory)
 
     def cleanup(self):
-        """Release this process's handle; the last holder stops the pooler."""
+        """Release this process's handle; the last holder stops the pooler. Nothing in another process."""
+        if os.getpid() != self.owner:
+            return
         atexit.unregister(self.cleanup)
         _HELD.pop(self.directory, None)
         if not self.directory.exists():
@@ -240,7 +246,7 @@ def start(pgdata, settings, with_reaper=False, log=say):
             _write(directory, text)
             _launch(directory)
         handles.hold(directory, log)
-    if directory not in _HELD:
+    if directory not in _HELD or _HELD[directory].owner != os.getpid():  # not one a parent's fork left
         _HELD[directory] = Pooler(directory)
         atexit.register(_HELD[directory].cleanup)
     return _HELD[directory]

@@ -80,6 +80,32 @@ def test_only_the_poolers_own_user_can_reach_its_socket(walled):
     assert socket_mode & 0o077 == 0, oct(socket_mode)
 
 
+def test_a_forked_child_leaves_the_poolers_handle_to_its_parent(walled):
+    """Gunicorn's workers inherit their master's atexit cleanup: a child's exit must neither take
+    the machine-wide start lock (here held by another process for 5 s) nor touch the pooler."""
+    import sys
+
+    _, pooler = walled
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom embedded_pg import lock\nwith lock.held():\n"
+                               "    print('held', flush=True)\n    time.sleep(5)"],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        child = os.fork()
+        if child == 0:
+            try:
+                pooler.cleanup()
+            finally:
+                os._exit(0)
+        os.waitpid(child, 0)
+        assert time.monotonic() - started < 2
+    finally:
+        holder.kill()
+        holder.wait()
+    assert pooler.pid is not None and os.getpid() in json.loads((pooler.directory / ".handle_pids.json").read_text())
+
+
 def test_db_reports_the_poolers_settings_and_state(bouncer, walled):
     facts = facts_of(bouncer)
     assert facts["pool_class"] == "sqlalchemy.pool.impl.NullPool" and facts["through_pooler"] is True
