@@ -133,8 +133,20 @@ def _why_it_failed(directory, offset, stderr):
     return lines[-1] if lines else "no output"
 
 
+def answers(directory):
+    """Whether the pooler on `directory` answers on its admin console (its socket file alone may be
+    a killed pooler's, left behind)."""
+    import psycopg2
+
+    try:
+        psycopg2.connect(host=str(directory), port=PORT, dbname=ADMIN_DATABASE, user=USER, connect_timeout=1).close()
+        return True
+    except psycopg2.Error:
+        return False
+
+
 def _launch(directory):
-    """Start PgBouncer as a daemon on `directory`'s configuration; wait until its socket is there."""
+    """Start PgBouncer as a daemon on `directory`'s configuration; wait until it answers."""
     command = [program(), "-d"]
     if os.geteuid() == 0:
         command += ["-u", system_user.SYSTEM_USER]
@@ -142,13 +154,13 @@ def _launch(directory):
     log_file = directory / LOG_FILE
     offset = log_file.stat().st_size if log_file.exists() else 0
     result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    socket = directory / f".s.PGSQL.{PORT}"
     deadline = time.monotonic() + WAIT_SECONDS
-    while result.returncode == 0 and not (socket.exists() and running_pid(directory)):
+    # Its pid file names a live pgbouncer, and it answers: a socket file alone may be stale.
+    while result.returncode == 0 and not (running_pid(directory) and answers(directory)):
         if time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    if result.returncode != 0 or running_pid(directory) is None:
+    if result.returncode != 0 or running_pid(directory) is None or not answers(directory):
         raise StartError(f"PgBouncer did not start in front of the embedded PostgreSQL: "
                          f"{_why_it_failed(directory, offset, result.stderr)} (its log: {log_file})")
 

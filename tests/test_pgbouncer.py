@@ -106,6 +106,21 @@ def test_a_forked_child_leaves_the_poolers_handle_to_its_parent(walled):
     assert pooler.pid is not None and os.getpid() in json.loads((pooler.directory / ".handle_pids.json").read_text())
 
 
+def test_a_start_after_a_killed_pooler_waits_for_the_new_one_to_answer(walled):
+    """A SIGKILLed pooler leaves its socket file behind: the start returns once the new pooler
+    answers on its admin console, not as soon as a socket file is there."""
+    import signal
+
+    database, pooler = walled
+    for _ in range(5):
+        os.kill(pooler.pid, signal.SIGKILL)
+        while pooler.pid is not None:
+            time.sleep(0.01)
+        assert (pooler.directory / f".s.PGSQL.{pgbouncer.PORT}").exists()
+        pgbouncer.start(database.pgdata, SETTINGS)
+        assert admin_facts(pooler.url)["default_pool_size"] == POOL
+
+
 def test_db_reports_the_poolers_settings_and_state(bouncer, walled):
     facts = facts_of(bouncer)
     assert facts["pool_class"] == "sqlalchemy.pool.impl.NullPool" and facts["through_pooler"] is True
