@@ -7,13 +7,17 @@ from locust.event import EventHook
 
 from contract import BadParameter, SecondsOption
 
+from .checks import check_after_parsing
+
 BEHAVIOURS = ("steady", "burst")
 
 log = logging.getLogger("pool-lab")
 
 
 def add_arguments(parser, **kwargs):
-    """An init_command_line_parser listener: the lab's options, which the web UI's form shows too."""
+    """An init_command_line_parser listener: the lab's options, which the web UI's form shows too, and
+    the checks of a headless run once the command line is parsed."""
+    check_after_parsing(parser)
     # On the parser itself, not an argument group: only Locust's add_argument puts them in the web UI.
     parser.add_argument("--behaviour", choices=BEHAVIOURS, default="steady",
                         help="burst: every user sends one request at once (python first, then "

@@ -1,0 +1,98 @@
+"""What a new user trips over (issue 23), repeated on a real Locust run or a real server: each
+mistake ends in one `pool-lab:` line that names the fix, and the last good reports stay as they were."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab.servers import ROOT, free_port
+from support import SLEEP, run_locust
+
+pytestmark = pytest.mark.slow
+
+
+def locust(*args, timeout=60):
+    """A headless run of the 5-users profile as a user types it, without the suite's extras."""
+    return subprocess.run([sys.executable, "-m", "locust", "--config", "profiles/5-users.conf", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def last_good_reports(prefix):
+    """Files of an earlier run under `prefix`, which a refused run must leave as they are."""
+    made = {}
+    for suffix in ("_stats.csv", "_waves.csv", "_requests.csv", ".html"):
+        path = prefix.parent / f"{prefix.name}{suffix}"
+        path.write_text(f"the last good {suffix}\n")
+        made[path] = path.read_text()
+    return made
+
+
+def assert_refused(result, line, reports):
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith(line), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "pool-lab burst" not in result.stdout  # nothing was sent
+    assert {path: path.read_text() for path in reports} == reports
+
+
+def test_no_host_says_how_to_give_one(tmp_path):
+    prefix = tmp_path / "five"
+    reports = last_good_reports(prefix)
+    result = locust("--csv", str(prefix), "--html", f"{prefix}.html")
+    assert_refused(result, "pool-lab: no host: give the mode's address with -H, such as -H http://127.0.0.1:8003",
+                   reports)
+
+
+def test_a_host_without_its_scheme_says_how_to_write_it(tmp_path):
+    prefix = tmp_path / "five"
+    reports = last_good_reports(prefix)
+    result = locust("-H", "127.0.0.1:8003", "--csv", str(prefix), "--html", f"{prefix}.html")
+    assert_refused(result, "pool-lab: -H 127.0.0.1:8003 is not a URL with a scheme: write -H http://127.0.0.1:8003",
+                   reports)
+
+
+def test_a_host_with_no_server_says_how_to_start_one(tmp_path):
+    prefix = tmp_path / "five"
+    reports = last_good_reports(prefix)
+    host = f"http://127.0.0.1:{free_port()}"
+    result = locust("-H", host, "--csv", str(prefix), "--html", f"{prefix}.html")
+    assert_refused(result, f"pool-lab: no lab server answers at {host} (/pool: [Errno 111] Connection refused); "
+                           f"`honcho start` runs every mode", reports)
+
+
+def test_a_sleep_above_the_servers_maximum_is_refused_before_sending(running_mode, tmp_path):
+    prefix = tmp_path / "five"
+    reports = last_good_reports(prefix)
+    result = locust("-H", running_mode("green").url, "--sleep-seconds", "100", "--csv", str(prefix))
+    assert_refused(result, "pool-lab: --sleep-seconds 100 is above the server's maximum of 60 s (MAX_SLEEP_SECONDS): "
+                           "give at most 60, or start the mode with MAX_SLEEP_SECONDS=100", reports)
+
+
+def test_a_second_run_on_the_same_prefix_names_the_first(running_mode, tmp_path):
+    prefix = tmp_path / "five"
+    server = running_mode("green")
+    first = subprocess.Popen([sys.executable, "-m", "locust", "--config", "profiles/5-users.conf", "-H", server.url,
+                              "--sleep-seconds", str(4 * SLEEP), "--csv", str(prefix)],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "five_requests.csv").exists():
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.1)
+        second, _ = run_locust(server.url, prefix)
+        assert second.returncode != 0
+        assert second.stderr.strip().splitlines()[-1] == (
+            f"pool-lab: {prefix} is being written by another run (pid {first.pid}, started at "
+            f"{second.stderr.split('started at ')[1][:19]}): wait for it to end, or give this run another prefix "
+            f"with --csv"), second.stderr
+        output, _ = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, output
+    assert "Traceback" not in output and "failures: none" in output
+    # Once the first run ended, the prefix is free again.
+    again, _ = run_locust(server.url, prefix)
+    assert again.returncode == 0, again.stderr
