@@ -96,3 +96,21 @@ def test_a_second_run_on_the_same_prefix_names_the_first(running_mode, tmp_path)
     # Once the first run ended, the prefix is free again.
     again, _ = run_locust(server.url, prefix)
     assert again.returncode == 0, again.stderr
+
+
+def test_a_taken_port_is_one_line_naming_the_variable_that_moves_the_mode(running_mode, database_url):
+    import os
+
+    from lab.servers import BIN_PATH, PROCFILE
+
+    server = running_mode("green")
+    port = server.url.rsplit(":", 1)[1]
+    started = time.monotonic()
+    second = subprocess.run(PROCFILE["green"], shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PATH": BIN_PATH, "DATABASE_URL": database_url, "GREEN_PORT": port})
+    assert second.returncode != 0
+    assert (second.stdout + second.stderr).strip().splitlines() == [
+        f"pool-lab: green: 127.0.0.1:{port} is taken (by another honcho start, or another program); stop it, "
+        f"or move this mode with GREEN_PORT=..."]
+    assert time.monotonic() - started < 5  # before Gunicorn's 5 s of retries
+    assert server.get_json("/pool")[0] == 200  # the mode that holds the port serves on
