@@ -114,3 +114,34 @@ def test_a_taken_port_is_one_line_naming_the_variable_that_moves_the_mode(runnin
         f"or move this mode with GREEN_PORT=..."]
     assert time.monotonic() - started < 5  # before Gunicorn's 5 s of retries
     assert server.get_json("/pool")[0] == 200  # the mode that holds the port serves on
+
+
+def compare(*args, **env):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "lab.compare", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **env})
+
+
+def test_compare_use_running_with_nothing_running_says_what_to_start(tmp_path):
+    ports = {f"{mode.upper()}_PORT": str(free_port()) for mode in ("sync", "gevent", "green")}
+    result = compare("--use-running", "--out", str(tmp_path / "compare"), **ports)
+    assert result.returncode == 1
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"pool-lab: compare: --use-running, but nothing answers for sync (http://127.0.0.1:{ports['SYNC_PORT']}), "
+        f"gevent (http://127.0.0.1:{ports['GEVENT_PORT']}), green (http://127.0.0.1:{ports['GREEN_PORT']}): start "
+        f"them with `honcho start`, or leave out --use-running and compare starts its own"]
+
+
+def test_a_rerun_of_compare_shows_its_own_progress_from_zero(running_mode, tmp_path):
+    out = tmp_path / "compare"
+    out.mkdir()
+    # What the last comparison left: its Locust stats say every request was answered.
+    (out / "sync_stats.csv").write_text("Type,Name,Request Count\nGET,/sleep/python/,5\nGET,/sleep/postgres/,5\n")
+    port = running_mode("sync").url.rsplit(":", 1)[1]
+    result = compare("--use-running", "--modes", "sync", "--sleep-seconds", "0.2", "--out", str(out), SYNC_PORT=port)
+    assert result.returncode == 0, result.stderr
+    progress = [line.strip() for line in result.stdout.splitlines() if line.startswith("  sync:")]
+    assert progress[0] == "sync: python 0/5, postgres 0/5", result.stdout
+    assert progress[-1] == "sync: python 5/5, postgres 5/5"
