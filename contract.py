@@ -45,11 +45,11 @@ ERRORS = {
     TOO_MANY_CONNECTIONS: (503, "PostgreSQL refused a new connection: max_connections reached"),
     DATABASE_UNAVAILABLE: (503, "the database failed or could not be reached"),
 }
-# The causes the lab counts failed requests by: the server's database errors, no answer at all,
-# and anything else.
+# The causes the lab counts failed requests by: the server's refusal of a parameter, its database
+# errors, no answer at all, and anything else.
 CONNECTION_ERROR = "connection_error"
 OTHER = "other"
-FAILURE_CAUSES = (POOL_TIMEOUT, TOO_MANY_CONNECTIONS, DATABASE_UNAVAILABLE, CONNECTION_ERROR, OTHER)
+FAILURE_CAUSES = (BAD_PARAMETER, POOL_TIMEOUT, TOO_MANY_CONNECTIONS, DATABASE_UNAVAILABLE, CONNECTION_ERROR, OTHER)
 
 
 def failure_message(status_code, body):

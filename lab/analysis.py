@@ -36,14 +36,16 @@ class EndpointSummary:
     @property
     def model_ratio(self):
         """Measured total / the CPU model's total: None without a model or for a burst cut short."""
-        if self.ratio is None or not self.prediction.model_total:
+        # With 0 s sleeps the ideal is 0 and only the model, all CPU, gives a verdict.
+        if self.in_flight or not (self.prediction and self.prediction.model_total):
             return None
         return self.total / self.prediction.model_total
 
     @property
     def uneven(self):
-        """True when the waves differ from the prediction (the first wave may still match)."""
-        return self.prediction is not None and tuple(w.size for w in self.waves) != self.prediction.wave_sizes
+        """True when the waves differ from the prediction (the first wave may still match); never with
+        0 s sleeps, where no gap tells waves apart."""
+        return self.prediction is not None and self.prediction.sleep > 0 and tuple(w.size for w in self.waves) != self.prediction.wave_sizes
 
     @classmethod
     def from_dict(cls, data):

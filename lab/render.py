@@ -16,6 +16,31 @@ def sizes(numbers):
     return " ".join(str(number) for number in numbers)
 
 
+def counted(number, noun):
+    """1 -> '1 request', 5 -> '5 requests': a count with its noun, singular or plural."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def waves_phrase(numbers):
+    """Waves as the summary says them: (5,) -> '1 wave of 5', (1, 1, 1) -> '3 waves of 1', (3, 2) -> 'waves 3 2'.
+
+    'waves 5' beside 'waves 1 1 1 1 1' read as five waves and one; waves of one size say their count.
+    """
+    numbers = list(numbers)
+    if len(set(numbers)) == 1:
+        return f"{counted(len(numbers), 'wave')} of {numbers[0]}"
+    return f"waves {sizes(numbers)}"
+
+
+def ratio_text(ratio, summary):
+    """A measured/expected ratio as the summary says it, or why there is none."""
+    if ratio is not None:
+        return f"{ratio:.2f}"
+    if summary.in_flight:
+        return "stopped early"
+    return "none (0 s sleeps: an ideal of 0 s; the model's ratio is the verdict)"
+
+
 def format_table(columns, rows, markdown=False):
     """Rows of dicts as a text table (or Markdown); columns: (header, key), or (header, key, ">") right-aligned."""
     cells = [[str(row[key]) for _, key, *_ in columns] for row in rows]
@@ -105,9 +130,9 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
     lines += [f"WARNING: {warning}" for warning in warnings]
     stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
     for s in summaries:
-        line = f"{s.endpoint}: {s.answered} requests, total {s.total:.2f} s"
+        line = f"{s.endpoint}: {counted(s.answered, 'request')}, total {s.total:.2f} s"
         if s.waves:
-            line += f", waves {sizes(w.size for w in s.waves)}"
+            line += f", {waves_phrase(w.size for w in s.waves)}"
         lines.append(line)
         if s.endpoint in stopped:
             lines.append(f"  {stopped[s.endpoint]}")
@@ -115,13 +140,13 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
             lines.append("  prediction: unavailable (the server's /pool did not answer)")
         elif s.waves:
             p = s.prediction
-            measured = "stopped early" if s.ratio is None else f"{s.ratio:.2f}"
+            measured = ratio_text(s.ratio, s)
             lines.append(f"  predicted: {sizes(p.wave_sizes)} ({p.reason}); first wave "
                          f"{p.wave_sizes[0]}, measured {s.waves[0].size}; ideal total "
                          f"{p.ideal_total:.2f} s, measured/ideal {measured}")
             lines.append(f"  {p.model_explained()}" + (
                 "" if p.model_total is None else
-                f"; measured/model {'stopped early' if s.model_ratio is None else f'{s.model_ratio:.2f}'}"))
+                f"; measured/model {ratio_text(s.model_ratio, s)}"))
             if p.refused:
                 lines.append(f"  predicted {s.sent - p.refused} succeeded and {p.refused} too_many_connections; "
                              f"measured {s.answered - sum(s.failures.values())} succeeded and "

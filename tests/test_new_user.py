@@ -145,3 +145,27 @@ def test_a_rerun_of_compare_shows_its_own_progress_from_zero(running_mode, tmp_p
     progress = [line.strip() for line in result.stdout.splitlines() if line.startswith("  sync:")]
     assert progress[0] == "sync: python 0/5, postgres 0/5", result.stdout
     assert progress[-1] == "sync: python 5/5, postgres 5/5"
+
+
+def test_zero_second_sleeps_are_a_burst_with_a_verdict(running_mode, tmp_path):
+    result, _ = run_locust(running_mode("sync").url, tmp_path / "zero", "5-users", "--sleep-seconds", "0")
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout
+    assert "stopped early" not in summary and "UNEVEN" not in summary
+    assert "python: 5 requests" in summary and ", 1 wave of 5" in summary
+    assert summary.count("measured/ideal none (0 s sleeps: an ideal of 0 s; the model's ratio is the verdict)") == 2
+    import re
+
+    assert len(re.findall(r"; measured/model \d+\.\d\d", summary)) == 2, summary
+
+
+def test_one_request_and_waves_of_one_size_are_worded_as_counted(running_mode, tmp_path):
+    server = running_mode("sync")
+    one, _ = run_locust(server.url, tmp_path / "one", "5-users", "PostgresSleepUser", "-u", "1")
+    assert one.returncode == 0, one.stderr
+    import re
+
+    assert re.search(r"^postgres: 1 request, total [\d.]+ s, 1 wave of 1$", one.stdout, re.MULTILINE), one.stdout
+    assert "1 requests" not in one.stdout
+    five, _ = run_locust(server.url, tmp_path / "five", "5-users", "PythonSleepUser", "-u", "5")
+    assert ", 5 waves of 1" in five.stdout, five.stdout
