@@ -34,6 +34,7 @@ ROUNDS = 5
 TIMEOUT = 30.0
 FILE_NAME = "calibration.json"
 
+# Locust shows the logger's name before each message ("INFO/pool-lab: ..."): messages carry no prefix of their own.
 log = logging.getLogger("pool-lab")
 
 
@@ -105,10 +106,10 @@ def with_cpu_cost(facts, host, directory, again=False):
     except FileNotFoundError:
         cache = {}
     except (OSError, ValueError) as error:
-        log.warning("pool-lab: %s cannot be read (%s): measuring the CPU per request again", path, error)
+        log.warning("%s cannot be read (%s): measuring the CPU per request again", path, error)
         cache = {}
     if not isinstance(cache, dict) or not all(isinstance(entry, dict) for entry in cache.values()):
-        log.warning("pool-lab: %s is not the lab's calibration file: measuring the CPU per request again", path)
+        log.warning("%s is not the lab's calibration file: measuring the CPU per request again", path)
         cache = {}
     if key in cache and not again:
         return {**facts, "calibration": {**cache[key], "cached": str(path)}}
@@ -116,14 +117,14 @@ def with_cpu_cost(facts, host, directory, again=False):
         calibration = measure(host, facts)
     except Exception as error:  # CalibrationError, or anything else: a burst must never hang on its model
         error = error if isinstance(error, CalibrationError) else f"{type(error).__name__}: {error}"
-        log.warning("pool-lab: no CPU model: the calibration burst failed (%s)", error)
+        log.warning("no CPU model: the calibration burst failed (%s)", error)
         return {**facts, "calibration": {"error": f"the calibration burst failed ({error})"}}
     cache[key] = calibration
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(cache, indent=2) + "\n")
     except OSError as error:
-        log.warning("pool-lab: %s cannot be written (%s): the next run measures again", path, error)
-    log.info("pool-lab: %s: %.3f ms of CPU per request, written to %s", key,
+        log.warning("%s cannot be written (%s): the next run measures again", path, error)
+    log.info("%s: %.3f ms of CPU per request, written to %s", key,
              1000 * calibration["cpu_per_request"], path)
     return {**facts, "calibration": calibration}

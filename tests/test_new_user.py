@@ -169,3 +169,59 @@ def test_one_request_and_waves_of_one_size_are_worded_as_counted(running_mode, t
     assert "1 requests" not in one.stdout
     five, _ = run_locust(server.url, tmp_path / "five", "5-users", "PythonSleepUser", "-u", "5")
     assert ", 5 waves of 1" in five.stdout, five.stdout
+
+
+def test_ctrl_c_stops_early_exits_130_without_a_bare_traceback(running_mode, tmp_path):
+    import signal
+
+    prefix = tmp_path / "stopped"
+    run = subprocess.Popen([sys.executable, "-m", "locust", "--config", "profiles/5-users.conf", "-H",
+                            running_mode("sync").url, "--sleep-seconds", "1", "--csv", str(prefix)],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "stopped_requests.csv").exists() or len(
+            (tmp_path / "stopped_requests.csv").read_text().splitlines()) < 2:
+        assert time.monotonic() < deadline and run.poll() is None
+        time.sleep(0.1)
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert "KeyboardInterrupt" not in err and "Traceback" not in err, err
+    assert "pool-lab: interrupted (Ctrl-C): stopping the run" in err
+    assert "STOPPED EARLY: 5 sent" in out
+    # The lab's summary is the last thing printed, after Locust's own tables.
+    assert out.strip().splitlines()[-1] == f"waves: {prefix}_waves.csv"
+
+
+def test_a_server_still_busy_with_an_interrupted_run_is_named(running_mode, tmp_path):
+    import socket
+
+    server = running_mode("gevent")
+    host, port = server.url.removeprefix("http://").split(":")
+    # What an interrupted run left: a query that blocks the gevent worker (no psycogreen) for 8 s.
+    left = socket.create_connection((host, int(port)))
+    left.sendall(b"GET /sleep/postgres/?seconds=8 HTTP/1.1\r\nHost: lab\r\n\r\n")
+    try:
+        time.sleep(0.5)
+        result, _ = run_locust(server.url, tmp_path / "busy")
+    finally:
+        left.close()
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"pool-lab: the server at {server.url} took the connection but did not answer /pool within 5 s: it is "
+        f"still busy, most likely with the requests of an interrupted run, which it serves to the end; wait for "
+        f"them and run again")
+    time.sleep(3)  # the blocked query's end, before another test uses the mode
+
+
+def test_the_summary_is_the_last_thing_a_headless_run_prints(running_mode, tmp_path):
+    import subprocess as sp
+
+    # As on a terminal: stdout and stderr in one stream, Locust's tables included.
+    both = sp.run([sys.executable, "-m", "locust", "--config", "profiles/5-users.conf", "-H", running_mode("green").url,
+                   "--sleep-seconds", str(SLEEP), "--csv", str(tmp_path / "last2")], cwd=ROOT, text=True,
+                  stdout=sp.PIPE, stderr=sp.STDOUT, timeout=120).stdout.strip().splitlines()
+    assert both[-1] == f"waves: {tmp_path / 'last2'}_waves.csv", both[-20:]
+    assert any(line.startswith("Response time percentiles") for line in both)
+    assert not any(": pool-lab: " in line for line in both)  # one prefix: Locust's logger name says it

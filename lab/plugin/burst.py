@@ -125,7 +125,7 @@ class DistributedBurst(Burst):
                 return
             if warn_at and time.monotonic() > warn_at:
                 warn_at = None
-                log.warning("pool-lab: the burst still waits for every worker to report its users spawned "
+                log.warning("the burst still waits for every worker to report its users spawned "
                             "(%s of %s so far)", dict(runner.reported_user_classes_count), target)
             gevent.sleep(0.05)
         self.begin(target)

@@ -21,6 +21,8 @@ from contract import POOL_PATH, BadParameter, SecondsOption
 # Where the modes are, for a message that tells how to start one.
 START_A_MODE = "`honcho start` runs every mode (`honcho start green` one), the green one at http://127.0.0.1:8003"
 
+# How long /pool may take: it answers at once unless the worker is blocked.
+POOL_PATIENCE = 5.0
 # The lock of each prefix this process writes, held until it exits (a reference keeps it from being collected).
 _held = []
 
@@ -42,10 +44,16 @@ def check_host(host):
 def fetch_pool(host):
     """The server's /pool, or RunRefused saying nothing answers there and how to start a mode."""
     try:
-        with urllib.request.urlopen(f"{host}{POOL_PATH}", timeout=5) as answer:
+        with urllib.request.urlopen(f"{host}{POOL_PATH}", timeout=POOL_PATIENCE) as answer:
             return json.load(answer)
     except (OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
+        if isinstance(reason, TimeoutError):
+            # It accepted the connection (the kernel's backlog does) but its worker answers nothing:
+            # a gevent worker blocked in an unpatched query, or a sync one busy with an earlier burst.
+            raise RunRefused(f"the server at {host} took the connection but did not answer {POOL_PATH} within "
+                             f"{POOL_PATIENCE:g} s: it is still busy, most likely with the requests of an "
+                             f"interrupted run, which it serves to the end; wait for them and run again") from None
         raise RunRefused(f"no lab server answers at {host} ({POOL_PATH}: {reason}); {START_A_MODE}") from None
 
 

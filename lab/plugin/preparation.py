@@ -76,7 +76,7 @@ class Preparation:
         if self.facts and self.facts["checked_out"]:
             self.warnings.append(f"the pool had {self.facts['checked_out']} connection(s) checked out when the "
                                  f"burst began, still after {patience:g} s (--idle-wait): an earlier client's requests")
-            log.warning("pool-lab: %s", self.warnings[-1])
+            log.warning("%s", self.warnings[-1])
 
     def sample_memory(self):
         """Sample PostgreSQL's client backends halfway through the postgres burst's first wave, when

@@ -1,5 +1,7 @@
 """The run's report, in the process that reports: a burst's summary and files, or a steady run's summary."""
 
+import logging
+
 import gevent
 import locust.runners
 
@@ -7,13 +9,42 @@ from .. import files, kernel, render
 from ..analysis import connection_costs, summarize
 from ..records import completions, server_timings
 
+log = logging.getLogger("pool-lab")
+
+
+class Summary:
+    """Where the lab's summary goes: the last thing a headless run prints, or the web UI's Logs tab.
+
+    Locust prints its own statistics tables as a headless run exits, after every event but `quit`:
+    the summary waits for that event, so the lab's verdict is what stays on the screen. The web UI
+    shows log records in its Logs tab, not what is printed: there it is printed and logged too.
+    """
+
+    def __init__(self, environment):
+        self.environment = environment
+        self.pending = []
+        environment.events.quit.add_listener(self.print_pending)
+
+    def say(self, text):
+        if self.environment.parsed_options and self.environment.parsed_options.headless:
+            self.pending.append(text)
+        else:
+            print(text, flush=True)
+            log.info("%s", text)
+
+    def print_pending(self, **kwargs):
+        texts, self.pending = self.pending, []
+        for text in texts:
+            print(text, flush=True)
+
 
 class BurstReporter:
     """Once per burst, when its last answer is in or the run stops: the summary on the terminal, the waves,
     server timings, memory and result files, and the rows of the web UI's Waves tab."""
 
-    def __init__(self, environment, options, preparation, burst, intake):
+    def __init__(self, environment, options, preparation, burst, intake, summary):
         self.options = options
+        self.summary = summary
         self.preparation = preparation
         self.burst = burst
         self.intake = intake
@@ -35,7 +66,7 @@ class BurstReporter:
         done, timings = completions(records), server_timings(records)
         never_began = self.burst.never_began()
         if not done and not self.burst.sent:
-            print("pool-lab: no request was answered", flush=True)
+            self.summary.say("pool-lab: no request was answered")
             return
         summaries = summarize(done, prep.sleep, prep.facts, dict(self.burst.sent), timings)
         self.waves_csv = f"{prep.prefix}_waves.csv"
@@ -51,16 +82,17 @@ class BurstReporter:
             files.write_memory_sample(f"{prep.prefix}_memory.csv", (prep.sleep or 0) / 2, prep.memory_sample)
         files.write_result(f"{prep.prefix}_result.json", prep.facts, summaries, done, costs)
         self.waves_rows = render.waves_tab_rows(summaries, prep.facts, prep.warnings, never_began)
-        print("\n".join([render.format_summary(summaries, prep.facts, prep.warnings, never_began),
-                         *render.format_costs(costs), f"waves: {self.waves_csv}"]), flush=True)
+        self.summary.say("\n".join([render.format_summary(summaries, prep.facts, prep.warnings, never_began),
+                                    *render.format_costs(costs), f"waves: {self.waves_csv}"]))
 
 
 class SteadySummary:
     """A steady run's response times, from Locust's own statistics, when the run stops."""
 
-    def __init__(self, environment, options):
+    def __init__(self, environment, options, summary):
         self.environment = environment
         self.options = options
+        self.summary = summary
         environment.events.test_stop.add_listener(self.on_test_stop)
 
     def on_test_stop(self, **kwargs):
@@ -68,8 +100,8 @@ class SteadySummary:
             self.print()
 
     def print(self, **kwargs):
-        print(f"pool-lab steady run (waves are measured in burst runs)\n"
-              f"{render.format_steady(self.environment.stats.entries.values())}", flush=True)
+        self.summary.say(f"pool-lab steady run (waves are measured in burst runs)\n"
+                         f"{render.format_steady(self.environment.stats.entries.values())}")
 
 
 class DistributedSteadySummary(SteadySummary):
