@@ -90,3 +90,25 @@ def test_a_burst_in_the_browser_shows_its_waves_and_keeps_its_options(running_mo
     assert "Ramping to 10 users at a rate of 10.00 per second" in output
     # Made by this run: a file of an earlier one does not count.
     assert set((ROOT / "reports").glob("webui-green-*_waves.csv")) - before
+
+
+def test_start_with_only_a_host_runs_a_burst_to_its_waves(running_mode, web_ui):
+    """A new user types a host and presses START, leaving the custom parameters folded: a burst."""
+    from playwright.sync_api import sync_playwright
+
+    ui, base, before = web_ui
+    server = running_mode("green")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 700})
+        page.goto(base)
+        page.fill("input[name=userCount]", "4")
+        page.fill("input[name=host]", server.url)
+        page.get_by_role("button", name="Start").click()
+        page.get_by_text("STOPPED").wait_for(timeout=90_000)
+        page.get_by_role("tab", name="Waves").click()
+        rows = page.locator("table tbody tr")
+        rows.first.wait_for()
+        table = [row.locator("td").all_inner_texts() for row in rows.all()]
+        assert [(r[0], r[1], r[2]) for r in table] == [("python", "2", "2"), ("postgres", "2", "2")]
+        browser.close()

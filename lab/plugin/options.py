@@ -10,6 +10,7 @@ from contract import BadParameter, SecondsOption
 from .checks import check_after_parsing
 
 BEHAVIOURS = ("steady", "burst")
+# The default everywhere (the option, the web UI's form, the profiles): a first START measures waves.
 
 log = logging.getLogger("pool-lab")
 
@@ -19,7 +20,7 @@ def add_arguments(parser, **kwargs):
     the checks of a headless run once the command line is parsed."""
     check_after_parsing(parser)
     # On the parser itself, not an argument group: only Locust's add_argument puts them in the web UI.
-    parser.add_argument("--behaviour", choices=BEHAVIOURS, default="steady",
+    parser.add_argument("--behaviour", choices=BEHAVIOURS, default="burst",
                         help="burst: every user sends one request at once (python first, then "
                              "postgres) and the run ends when all are answered (in the web UI a burst "
                              "spawns up to 100 users a second, whatever the ramp-up says: no request "
@@ -37,7 +38,7 @@ def add_arguments(parser, **kwargs):
 @dataclass(frozen=True)
 class Settings:
     """One run's lab options, checked."""
-    behaviour: str = "steady"
+    behaviour: str = "burst"  # what the lab measures; a steady run is for Locust's charts
     sleep_seconds: str = ""  # as given; empty: the server's default
     idle_wait: float = 0.0
     calibrate: bool = False
