@@ -145,6 +145,17 @@ def test_a_rerun_of_compare_shows_its_own_progress_from_zero(running_mode, tmp_p
     progress = [line.strip() for line in result.stdout.splitlines() if line.startswith("  sync:")]
     assert progress[0] == "sync: python 0/5, postgres 0/5", result.stdout
     assert progress[-1] == "sync: python 5/5, postgres 5/5"
+    # The plot: the predicted stairs (orange dashes) drawn over the measured ones (a pale blue band), both seen,
+    # though on the sync mode they are the same stairs.
+    from matplotlib import colors, image
+
+    picture = image.imread(out.parent / "compare.png")[:, :, :3]
+
+    def pixels(colour, tolerance=0.12):
+        return int((abs(picture - colors.to_rgb(colour)).max(axis=2) < tolerance).sum())
+    assert pixels("tab:orange") > 200
+    blended = tuple(0.45 * c + 0.55 for c in colors.to_rgb("tab:blue"))  # the band at alpha 0.45 on white
+    assert pixels(blended, 0.06) > 200
 
 
 def test_zero_second_sleeps_are_a_burst_with_a_verdict(running_mode, tmp_path):
