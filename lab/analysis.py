@@ -134,7 +134,7 @@ def connection_costs(timings, memory_peak, memory_unavailable=None):
         costs.update(connect_median_ms=round(1000 * opened[len(opened) // 2], 2),
                      connect_p95_ms=round(1000 * opened[min(len(opened) - 1, int(0.95 * len(opened)))], 2))
     if memory_peak and memory_peak.backends:
-        costs.update(peak_backends=memory_peak.backends, uss_mib=round(memory_peak.uss_mib, 1),
+        costs.update(peak_backends=memory_peak.backends, other_backends=memory_peak.others, uss_mib=round(memory_peak.uss_mib, 1),
                      pss_mib=round(memory_peak.pss_mib, 1),
                      uss_mib_per_backend=round(memory_peak.uss_mib / memory_peak.backends, 2),
                      pss_mib_per_backend=round(memory_peak.pss_mib / memory_peak.backends, 2))

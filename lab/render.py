@@ -57,6 +57,8 @@ def format_table(columns, rows, markdown=False):
 
 def uneven_cause(summary, facts, warnings):
     """Why waves may differ from the prediction, named for the pool in use."""
+    if any(warning.startswith("another client") for warning in warnings):
+        return "another client sent during the burst (see the warning), not the pool alone"
     if warnings:
         return "the server was busy when the burst began (see the warning)"
     spread = worker_spread(summary.endpoint, summary.served_by, summary.prediction.sleep, facts)
@@ -169,9 +171,11 @@ def format_costs(costs):
         lines.append(f"connections opened: {costs['connections_opened']}, median {costs['connect_median_ms']} ms, "
                      f"95th percentile {costs['connect_p95_ms']} ms each")
     if "peak_backends" in costs:
-        lines.append(f"PostgreSQL's client backends at the peak: {costs['peak_backends']}, "
+        lines.append(f"PostgreSQL's client backends of the mode at the peak: {costs['peak_backends']}, "
                      f"{costs['uss_mib_per_backend']} MiB each of their own (USS; {costs['pss_mib_per_backend']} MiB "
-                     f"with their share of shared memory, PSS), {costs['uss_mib']} MiB USS in all")
+                     f"with their share of shared memory, PSS), {costs['uss_mib']} MiB USS in all"
+                     + (f"; the mode under test's only: {counted(costs['other_backends'], 'backend')} of other "
+                        f"clients left out" if costs.get("other_backends") else ""))
     elif "memory" in costs:
         lines.append(f"memory: {costs['memory']}")
     if costs.get("listen_overflows"):

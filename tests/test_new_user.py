@@ -145,6 +145,11 @@ def test_a_rerun_of_compare_shows_its_own_progress_from_zero(running_mode, tmp_p
     progress = [line.strip() for line in result.stdout.splitlines() if line.startswith("  sync:")]
     assert progress[0] == "sync: python 0/5, postgres 0/5", result.stdout
     assert progress[-1] == "sync: python 5/5, postgres 5/5"
+    table = result.stdout[result.stdout.index("variant  python"):result.stdout.index("written:")]
+    assert max(len(line) for line in table.splitlines()) <= 120
+    legend = table.split("\n\n", 1)[1]
+    for column in ("python, postgres, sum:", "ideal:", "/ideal, /model:", "waves:", "failed:"):
+        assert legend.count(column) == 1, column  # each column explained once, under the table
     # The plot: the predicted stairs (orange dashes) drawn over the measured ones (a pale blue band), both seen,
     # though on the sync mode they are the same stairs.
     from matplotlib import colors, image
@@ -236,3 +241,38 @@ def test_the_summary_is_the_last_thing_a_headless_run_prints(running_mode, tmp_p
     assert both[-1] == f"waves: {tmp_path / 'last2'}_waves.csv", both[-20:]
     assert any(line.startswith("Response time percentiles") for line in both)
     assert not any(": pool-lab: " in line for line in both)  # one prefix: Locust's logger name says it
+
+
+def test_another_client_during_the_burst_is_named_not_the_pool(running_mode, tmp_path):
+    server = running_mode("green")
+    victim = subprocess.Popen([sys.executable, "-m", "locust", "--config", "profiles/5-users.conf", "-H", server.url,
+                               "PostgresSleepUser", "-u", "5", "--sleep-seconds", "6", "--csv", str(tmp_path / "a")],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "a_requests.csv").exists():
+            assert time.monotonic() < deadline and victim.poll() is None
+            time.sleep(0.05)
+        # Another run on another prefix, which does not wait for the pool to be idle.
+        other, _ = run_locust(server.url, tmp_path / "b", "5-users", "PostgresSleepUser", "-u", "5",
+                              "--sleep-seconds", "4", "--idle-wait", "0")
+        output, _ = victim.communicate(timeout=60)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    assert victim.returncode == 0, output
+    assert "WARNING: another client held 5 more of the pool's connections during the postgres burst (10 checked out, " \
+           "5 of them this burst's)" in output, output
+
+
+def test_backends_are_counted_for_the_mode_under_test_only(running_mode, tmp_path):
+    other = running_mode("sync")
+    assert other.get("/sleep/postgres/?seconds=0")[0] == 200  # another mode holds a pooled connection
+    result, _ = run_locust(running_mode("green").url, tmp_path / "own", "5-users", "PostgresSleepUser", "-u", "5")
+    assert result.returncode == 0, result.stderr
+    import re
+
+    line = re.search(r"^PostgreSQL's client backends of the mode at the peak: (\d+), .*; the mode under test's only: "
+                     r"(\d+) backends? of other clients left out$", result.stdout, re.MULTILINE)
+    assert line, result.stdout
+    assert int(line.group(1)) == 5 and int(line.group(2)) >= 1

@@ -73,8 +73,7 @@ class BurstReporter:
         files.write_waves_csv(self.waves_csv, summaries, prep.warnings, never_began)
         files.write_server_timings(f"{prep.prefix}_server_timing.csv", timings)
         costs = connection_costs(timings, prep.memory_sample, None if (
-            prep.memory_sample or not self.burst.sent["postgres"]) else (
-            "cannot be sampled: the database does not run on this machine (or /db did not answer)"))
+            prep.memory_sample or not self.burst.sent["postgres"]) else prep.memory_note)
         if prep.overflows_before is not None:
             costs["listen_overflows"] = kernel.listen_overflows() - prep.overflows_before
             costs["somaxconn"] = kernel.somaxconn()
