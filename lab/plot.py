@@ -69,7 +69,7 @@ def plot_burst(path, title, summaries, completions):
     figure.suptitle(title, fontsize=10)
     for column, summary in enumerate(shown):
         draw_endpoint(axes[0][column], summary.endpoint, completions[summary.endpoint], summary, top)
-        axes[0][column].legend(fontsize=8, loc="upper left")
+        axes[0][column].legend(fontsize=8, loc="lower right")  # the stairs start at the top left when all overlap
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -117,6 +117,20 @@ def waves_tab_rows(summaries, facts, warnings=(), never_began=()):
                     "note": stopped[endpoint]} for endpoint in never_began]
 
 
+def pool_words(facts):
+    """The pool in a few words: 'pool_size 5 + max_overflow 10', or its class when it has no limit."""
+    if facts["pool_limit"] is None:
+        return f"{facts['pool_class'].rsplit('.', 1)[-1]}, a new connection per request"
+    return f"pool_size {facts['pool_size']} + max_overflow {facts['max_overflow']}"
+
+
+def burst_title(facts, host, started):
+    """Which burst a picture or a tab shows: mode, pool, host and time."""
+    if not facts:
+        return f"pool-lab burst at {host}, {started} (no /pool: mode and pool unknown)"
+    return f"pool-lab burst on the {facts['mode']} mode ({pool_words(facts)}) at {host}, {started}"
+
+
 def format_summary(summaries, facts=None, warnings=(), never_began=()):
     """The burst's summary as the terminal shows it."""
     lines = []

@@ -48,21 +48,38 @@ class Preparation:
         self.facts, self.sleep, self.warnings = None, None, []
         self.memory_sample, self.sampler = None, None
         self.memory_note = None  # why there is no memory sample, once a burst has begun
+        self.status, self.started = "no run yet", None  # what the run is doing, and when it started (web UI)
         self.backends_before = set()  # PostgreSQL's client backends before the burst: others', and the pool's idle
         self.overflows_before = None  # the kernel's ListenOverflows when the burst began, if it counts here
         options.run_starting.add_listener(self.prepare)
 
     def prepare(self, settings, **kwargs):
+        """The facts and the prefix at once; a burst's slower steps (an idle pool, the calibration) in a
+        greenlet of their own, which the burst waits for: in the web UI this runs inside the START
+        request, which must answer at once so the page follows the run and shows these steps."""
         host = self.environment.host
         self.warnings = []
+        self.started = time.strftime("%Y-%m-%d %H:%M:%S")
         self.facts = fetch_facts(host)
         # What each request sleeps: the option, else the server's default (unknown without /pool).
         self.sleep = float(settings.sleep_seconds) if settings.sleep_seconds else (self.facts or {}).get(
             "sleep_seconds")
+        if self.web_ui_prefix and self.facts:
+            self.prefix = Path(f"{DEFAULT_PREFIX}-{self.facts['mode']}-{time.strftime('%Y%m%d-%H%M%S')}")
         if settings.burst:
+            self.burst.prepared.clear()
+            self.status = "preparing"
+            gevent.spawn(self.prepare_burst, host, settings)
+        else:
+            self.status = "steady run: waves are measured in burst runs"
+
+    def prepare_burst(self, host, settings):
+        try:
             # A connection still held by an earlier client would skew the waves.
+            self.status = "waiting for the pool to be idle"
             self.wait_until_idle(host, settings.idle_wait)
-            self.facts = calibration.with_cpu_cost(self.facts, host, self.prefix.parent, settings.calibrate)
+            self.facts = calibration.with_cpu_cost(self.facts, host, self.prefix.parent, settings.calibrate,
+                                                   progress=self.calibrating)
             self.backends_before = memory.backend_pids(self.postmaster())
             self.memory_sample, self.sampler = None, gevent.spawn(self.sample_memory)
             self.memory_note = ("not sampled: the postgres burst ended before its sample's moment, halfway through "
@@ -70,8 +87,12 @@ class Preparation:
             # The kernel's count is this machine's: it tells about a server on this machine only.
             local = urllib.parse.urlsplit(host).hostname in ("127.0.0.1", "localhost", "::1")
             self.overflows_before = kernel.listen_overflows() if local else None
-        if self.web_ui_prefix and self.facts:
-            self.prefix = Path(f"{DEFAULT_PREFIX}-{self.facts['mode']}-{time.strftime('%Y%m%d-%H%M%S')}")
+        finally:
+            self.status = "burst running"
+            self.burst.prepared.set()
+
+    def calibrating(self, done, rounds):
+        self.status = f"calibrating the CPU model: {done} of {rounds} rounds done"
 
     def wait_until_idle(self, host, patience):
         deadline = time.monotonic() + patience

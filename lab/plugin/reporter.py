@@ -48,10 +48,18 @@ class BurstReporter:
         self.preparation = preparation
         self.burst = burst
         self.intake = intake
+        self.environment = environment
         self.waves_rows = []  # the last burst's, for the web UI's Waves tab
         self.waves_csv = None
+        self.waves_png = None  # the last burst's stairs, drawn for the web UI's Waves tab
+        self.written = []  # the files the last burst wrote
+        options.run_starting.add_listener(self.clear)
         burst.finished.add_listener(self.report)
         environment.events.test_stop.add_listener(self.on_test_stop)
+
+    def clear(self, **kwargs):
+        """A new run: the last burst's rows and picture are no longer current."""
+        self.waves_rows, self.waves_png, self.written = [], None, []
 
     def on_test_stop(self, **kwargs):
         if self.options.settings.burst:
@@ -80,6 +88,16 @@ class BurstReporter:
         if prep.memory_sample:
             files.write_memory_sample(f"{prep.prefix}_memory.csv", (prep.sleep or 0) / 2, prep.memory_sample)
         files.write_result(f"{prep.prefix}_result.json", prep.facts, summaries, done, costs)
+        self.written = [f"{prep.prefix}{suffix}" for suffix in ("_requests.csv", "_waves.csv", "_server_timing.csv",
+                                                                "_memory.csv", "_result.json")
+                        if suffix != "_memory.csv" or prep.memory_sample]
+        if self.environment.web_ui:
+            from ..plot import plot_burst  # matplotlib: only where a picture is shown
+
+            self.waves_png = f"{prep.prefix}_waves.png"
+            plot_burst(self.waves_png, render.burst_title(prep.facts, self.environment.host, prep.started),
+                       summaries, done)
+            self.written.append(self.waves_png)
         self.waves_rows = render.waves_tab_rows(summaries, prep.facts, prep.warnings, never_began)
         self.summary.say("\n".join([render.format_summary(summaries, prep.facts, prep.warnings, never_began),
                                     *render.format_costs(costs), f"waves: {self.waves_csv}"]))

@@ -37,7 +37,7 @@ class Reporting:
         self.summary = Summary(environment)
         self.reporter = BurstReporter(environment, options, self.preparation, self.burst, self.intake, self.summary)
         self.steady = self.steady_summary(environment, options, self.summary)
-        self.web_ui = WebUIExtension(environment, self.reporter) if environment.web_ui else None
+        self.web_ui = WebUIExtension(environment, self.preparation, self.reporter) if environment.web_ui else None
 
 
 class DistributedReporting(Reporting):
