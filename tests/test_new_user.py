@@ -62,6 +62,18 @@ def test_a_host_with_no_server_says_how_to_start_one(tmp_path):
                            f"`honcho start` runs every mode", reports)
 
 
+@pytest.mark.parametrize("option, value, line", [
+    ("--sleep-seconds", "abc", "pool-lab: --sleep-seconds must be a number, got 'abc'"),
+    ("--idle-wait", "-1", "pool-lab: --idle-wait must be at least 0, got '-1'"),
+])
+def test_a_bad_value_for_a_lab_option_is_one_line(tmp_path, option, value, line):
+    prefix = tmp_path / "five"
+    reports = last_good_reports(prefix)
+    result = locust("-H", f"http://127.0.0.1:{free_port()}", option, value, "--csv", str(prefix))
+    assert_refused(result, line, reports)
+    assert result.stderr.strip() == line  # alone: no usage line
+
+
 def test_a_sleep_above_the_servers_maximum_is_refused_before_sending(running_mode, tmp_path):
     prefix = tmp_path / "five"
     reports = last_good_reports(prefix)

@@ -57,12 +57,18 @@ def fetch_pool(host):
         raise RunRefused(f"no lab server answers at {host} ({POOL_PATH}: {reason}); {START_A_MODE}") from None
 
 
+def check_seconds(options):
+    """The lab's options of seconds, each a number (or empty, for its default), else RunRefused naming it."""
+    for name in ("sleep_seconds", "idle_wait"):
+        try:
+            SecondsOption(f"--{name.replace('_', '-')}")(getattr(options, name, "") or "")
+        except BadParameter as error:
+            raise RunRefused(f"{error}") from None
+
+
 def check_sleep(raw, pool):
     """--sleep-seconds within the server's MAX_SLEEP_SECONDS (which /pool reports), else RunRefused."""
-    try:
-        seconds = SecondsOption("--sleep-seconds")(raw or "")
-    except BadParameter as error:
-        raise RunRefused(str(error)) from None
+    seconds = SecondsOption("--sleep-seconds")(raw or "")
     maximum = pool.get("max_sleep_seconds", math.inf)
     if seconds and float(seconds) > maximum:
         raise RunRefused(f"--sleep-seconds {seconds} is above the server's maximum of {maximum:g} s "
@@ -100,6 +106,7 @@ def lock_prefix(prefix):
 
 def check_run(options):
     """Every check of a headless run, in the order a user would fix them."""
+    check_seconds(options)
     host = check_host(options.host)
     pool = fetch_pool(host)
     check_sleep(options.sleep_seconds, pool)

@@ -25,9 +25,11 @@ def add_arguments(parser, **kwargs):
                              "postgres) and the run ends when all are answered (in the web UI a burst "
                              "spawns up to 100 users a second, whatever the ramp-up says: no request "
                              "leaves before all are spawned); steady: users loop with no wait, for the charts")
-    parser.add_argument("--sleep-seconds", type=SecondsOption("--sleep-seconds"), default="",
+    # No argparse type for the seconds: its error would be a usage and an error line; the checks
+    # (lab.plugin.checks, and Settings.read at each start) say it in one pool-lab line.
+    parser.add_argument("--sleep-seconds", default="",
                         help="?seconds= sent with every request; empty: the server's SLEEP_SECONDS")
-    parser.add_argument("--idle-wait", type=SecondsOption("--idle-wait"), default="10",
+    parser.add_argument("--idle-wait", default="10",
                         help="seconds a burst waits for the server's pool to be idle before it runs "
                              "anyway, with a warning")
     parser.add_argument("--calibrate", action="store_true", default=False,
