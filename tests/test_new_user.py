@@ -288,3 +288,20 @@ def test_backends_are_counted_for_the_mode_under_test_only(running_mode, tmp_pat
                      r"(\d+) backends? of other clients left out$", result.stdout, re.MULTILINE)
     assert line, result.stdout
     assert int(line.group(1)) == 5 and int(line.group(2)) >= 1
+
+
+def test_a_second_honcho_start_says_which_port_is_taken_once(running_mode, database_url):
+    import os
+
+    from lab.servers import BIN_PATH
+
+    port = running_mode("green").url.rsplit(":", 1)[1]
+    second = subprocess.run([sys.executable, "-m", "honcho", "start", "green", "sync"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=90, env={**os.environ, "PATH": BIN_PATH, "DATABASE_URL": database_url,
+                                                        "GREEN_PORT": port, "SYNC_PORT": str(free_port())})
+    output = second.stdout + second.stderr
+    assert second.returncode != 0
+    line = (f"pool-lab: green: 127.0.0.1:{port} is taken (by another honcho start, or another program); stop it, "
+            f"or move this mode with GREEN_PORT=...")
+    assert output.count(line) == 1, output
+    assert "Connection in use" not in output and "Traceback" not in output
