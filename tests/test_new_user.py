@@ -305,3 +305,51 @@ def test_a_second_honcho_start_says_which_port_is_taken_once(running_mode, datab
             f"or move this mode with GREEN_PORT=...")
     assert output.count(line) == 1, output
     assert "Connection in use" not in output and "Traceback" not in output
+
+
+def test_the_web_ui_checks_its_host_at_start_and_runs_once_it_is_fixed(running_mode, tmp_path):
+    import json
+    import urllib.parse
+    import urllib.request
+
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "locust", "--web-port", str(port), "--csv", str(tmp_path / "ui")],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path):
+        return json.load(urllib.request.urlopen(f"{base}{path}", timeout=10))
+
+    def start(host):
+        form = urllib.parse.urlencode({"user_count": 2, "spawn_rate": 2, "host": host, "behaviour": "burst",
+                                       "sleep_seconds": SLEEP}).encode()
+        return json.load(urllib.request.urlopen(f"{base}/swarm", data=form, timeout=30))
+
+    def settle(done, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base, timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and ui.poll() is None
+                time.sleep(0.2)
+        server = running_mode("green")
+        for host, line in [
+                ("127.0.0.1:8003", "pool-lab: Host 127.0.0.1:8003 is not a URL with a scheme: write Host http://127.0.0.1:8003"),
+                (f"http://127.0.0.1:{free_port()}", "pool-lab: no lab server answers at http://127.0.0.1:")]:
+            start(host)
+            settle(lambda: get("/stats/requests")["state"] == "stopped")
+            assert any(line in entry for entry in get("/logs")["master"]), [e for e in get("/logs")["master"] if "pool-lab" in e]
+            assert get("/stats/requests")["stats"][-1]["num_requests"] == 0  # nothing was sent
+        start(server.url)
+        settle(lambda: get("/stats/requests")["state"] == "stopped" and (tmp_path / "ui_waves.csv").exists())
+        assert get("/stats/requests")["stats"][-1]["num_requests"] == 2
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)

@@ -31,13 +31,14 @@ class RunRefused(Exception):
     """A run that must not start; the message is the fix, without the `pool-lab:` prefix."""
 
 
-def check_host(host):
-    """The host as Locust will use it, or RunRefused naming what is wrong with it."""
+def check_host(host, field="-H"):
+    """The host as Locust will use it, or RunRefused naming what is wrong with it (`field`: where it was given)."""
     if not host:
-        raise RunRefused(f"no host: give the mode's address with -H, such as -H http://127.0.0.1:8003; {START_A_MODE}")
+        raise RunRefused(f"no host: give the mode's address with {field}, such as {field} http://127.0.0.1:8003; "
+                         f"{START_A_MODE}")
     parts = urllib.parse.urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RunRefused(f"-H {host} is not a URL with a scheme: write -H http://{host.split('://')[-1]}")
+        raise RunRefused(f"{field} {host} is not a URL with a scheme: write {field} http://{host.split('://')[-1]}")
     return host.rstrip("/")
 
 
@@ -112,6 +113,13 @@ def check_run(options):
     check_sleep(options.sleep_seconds, pool)
     if options.csv_prefix:
         lock_prefix(options.csv_prefix)
+
+
+def check_web_ui_run(host, settings):
+    """A run the web UI's START asks for: its host, a server there, its sleep (its form's options are
+    checked by Settings.read); RunRefused as for a headless run, said in the host field's name."""
+    host = check_host(host, field="Host")
+    check_sleep(settings.sleep_seconds, fetch_pool(host))
 
 
 def check_after_parsing(parser):

@@ -3,11 +3,12 @@
 import logging
 from dataclasses import dataclass
 
+import gevent
 from locust.event import EventHook
 
 from contract import BadParameter, SecondsOption
 
-from .checks import check_after_parsing
+from .checks import RunRefused, check_after_parsing, check_web_ui_run
 
 BEHAVIOURS = ("steady", "burst")
 # The default everywhere (the option, the web UI's form, the profiles): a first START measures waves.
@@ -79,4 +80,13 @@ class Options:
             log.error("%s", error)
             environment.runner.quit()
             return
+        if environment.web_ui:
+            # What a headless run checks before it starts, the web UI checks at START: nothing is sent.
+            try:
+                check_web_ui_run(environment.host, self.settings)
+            except RunRefused as refused:
+                log.error("%s", refused)
+                # Stopped, not quit: the page stays, and NEW can start a run with the host fixed.
+                gevent.spawn(environment.runner.stop)
+                return
         self.run_starting.fire(settings=self.settings)
