@@ -52,12 +52,12 @@ ERRORS = {
     POOLER_QUERY_WAIT_TIMEOUT: (503, "no PgBouncer server connection came free within query_wait_timeout"),
     POOLER_UNAVAILABLE: (503, "PgBouncer is not installed, not running, or could not be reached"),
 }
-# The causes the lab counts failed requests by: the server's database errors, no answer at all,
-# and anything else.
+# The causes the lab counts failed requests by: the server's refusal of a parameter, its database
+# errors, no answer at all, and anything else.
 CONNECTION_ERROR = "connection_error"
 OTHER = "other"
-FAILURE_CAUSES = (POOL_TIMEOUT, TOO_MANY_CONNECTIONS, DATABASE_UNAVAILABLE, POOLER_REFUSED, POOLER_QUERY_WAIT_TIMEOUT,
-                  POOLER_UNAVAILABLE, CONNECTION_ERROR, OTHER)
+FAILURE_CAUSES = (BAD_PARAMETER, POOL_TIMEOUT, TOO_MANY_CONNECTIONS, DATABASE_UNAVAILABLE, POOLER_REFUSED,
+                  POOLER_QUERY_WAIT_TIMEOUT, POOLER_UNAVAILABLE, CONNECTION_ERROR, OTHER)
 
 
 def failure_message(status_code, body):

@@ -36,14 +36,16 @@ class EndpointSummary:
     @property
     def model_ratio(self):
         """Measured total / the CPU model's total: None without a model or for a burst cut short."""
-        if self.ratio is None or not self.prediction.model_total:
+        # With 0 s sleeps the ideal is 0 and only the model, all CPU, gives a verdict.
+        if self.in_flight or not (self.prediction and self.prediction.model_total):
             return None
         return self.total / self.prediction.model_total
 
     @property
     def uneven(self):
-        """True when the waves differ from the prediction (the first wave may still match)."""
-        return self.prediction is not None and tuple(w.size for w in self.waves) != self.prediction.wave_sizes
+        """True when the waves differ from the prediction (the first wave may still match); never with
+        0 s sleeps, where no gap tells waves apart."""
+        return self.prediction is not None and self.prediction.sleep > 0 and tuple(w.size for w in self.waves) != self.prediction.wave_sizes
 
     @classmethod
     def from_dict(cls, data):
@@ -137,7 +139,7 @@ def connection_costs(timings, memory_peak, memory_unavailable=None, pooler_sampl
         costs.update(connect_median_ms=round(1000 * opened[len(opened) // 2], 2),
                      connect_p95_ms=round(1000 * opened[min(len(opened) - 1, int(0.95 * len(opened)))], 2))
     if memory_peak and memory_peak.backends:
-        costs.update(peak_backends=memory_peak.backends, uss_mib=round(memory_peak.uss_mib, 1),
+        costs.update(peak_backends=memory_peak.backends, other_backends=memory_peak.others, uss_mib=round(memory_peak.uss_mib, 1),
                      pss_mib=round(memory_peak.pss_mib, 1),
                      uss_mib_per_backend=round(memory_peak.uss_mib / memory_peak.backends, 2),
                      pss_mib_per_backend=round(memory_peak.pss_mib / memory_peak.backends, 2))

@@ -39,6 +39,7 @@ ROUNDS = 5
 TIMEOUT = 30.0
 FILE_NAME = "calibration.json"
 
+# Locust shows the logger's name before each message ("INFO/pool-lab: ..."): messages carry no prefix of their own.
 log = logging.getLogger("pool-lab")
 
 
@@ -75,13 +76,18 @@ def burst_seconds(host, requests):
     return seconds
 
 
-def measure(host, facts, requests=REQUESTS, rounds=ROUNDS):
-    """c, the CPU seconds one request costs one worker, with what it was measured on."""
+def measure(host, facts, requests=REQUESTS, rounds=ROUNDS, progress=None):
+    """c, the CPU seconds one request costs one worker, with what it was measured on; `progress(done, rounds)`
+    hears of each round (the web UI shows it)."""
     # One request first: a server that does not answer is told in one line, not in K.
     failed = one_request(host)
     if failed:
         raise CalibrationError(failed)
-    walls = [burst_seconds(host, requests) for _ in range(rounds)]
+    walls = []
+    for _ in range(rounds):
+        if progress:
+            progress(len(walls), rounds)
+        walls.append(burst_seconds(host, requests))
     per_request = statistics.median(walls) / requests
     # Per worker: the K requests ran spread over the workers that run at once, as the model spreads a burst.
     return {"cpu_per_request": per_request * parallel_workers(facts), "requests": requests, "rounds": rounds,
@@ -97,7 +103,7 @@ def cache_key(host, facts):
     return f"{platform.node()} -> {urlsplit(host).hostname} {facts['mode']}{workers}"
 
 
-def with_cpu_cost(facts, host, directory, again=False):
+def with_cpu_cost(facts, host, directory, again=False, progress=None):
     """The server's facts with "calibration": its mode's c, from the cache in `directory` or measured
     now (`again`: measured now whatever the cache holds). A failure is a warning and
     {"error": why}: the burst still runs, with the plain ideal and no model."""
@@ -110,25 +116,25 @@ def with_cpu_cost(facts, host, directory, again=False):
     except FileNotFoundError:
         cache = {}
     except (OSError, ValueError) as error:
-        log.warning("pool-lab: %s cannot be read (%s): measuring the CPU per request again", path, error)
+        log.warning("%s cannot be read (%s): measuring the CPU per request again", path, error)
         cache = {}
     if not isinstance(cache, dict) or not all(isinstance(entry, dict) for entry in cache.values()):
-        log.warning("pool-lab: %s is not the lab's calibration file: measuring the CPU per request again", path)
+        log.warning("%s is not the lab's calibration file: measuring the CPU per request again", path)
         cache = {}
     if key in cache and not again:
         return {**facts, "calibration": {**cache[key], "cached": str(path)}}
     try:
-        calibration = measure(host, facts)
+        calibration = measure(host, facts, progress=progress)
     except Exception as error:  # CalibrationError, or anything else: a burst must never hang on its model
         error = error if isinstance(error, CalibrationError) else f"{type(error).__name__}: {error}"
-        log.warning("pool-lab: no CPU model: the calibration burst failed (%s)", error)
+        log.warning("no CPU model: the calibration burst failed (%s)", error)
         return {**facts, "calibration": {"error": f"the calibration burst failed ({error})"}}
     cache[key] = calibration
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(cache, indent=2) + "\n")
     except OSError as error:
-        log.warning("pool-lab: %s cannot be written (%s): the next run measures again", path, error)
-    log.info("pool-lab: %s: %.3f ms of CPU per request, written to %s", key,
+        log.warning("%s cannot be written (%s): the next run measures again", path, error)
+    log.info("%s: %.3f ms of CPU per request, written to %s", key,
              1000 * calibration["cpu_per_request"], path)
     return {**facts, "calibration": calibration}

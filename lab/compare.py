@@ -33,13 +33,42 @@ TABLE_COLUMNS = ("variant", "mode", "pool_class", "pool_size", "max_overflow", "
                  "postgres_model_s", "model_sum_s", "measured_over_model", "failures",
                  "too_many_connections", "connect_median_ms", "connect_p95_ms", "peak_backends",
                  "uss_mib_per_backend")
-# The original README's table: per variant, python, postgres and their sum, with waves and ideal.
+# The original README's table: per variant, python, postgres and their sum, with waves and ideal; in the
+# Markdown file, the connections' costs too.
 SHOWN = (("variant", "variant"), ("python", "python_total_s"), ("postgres", "postgres_total_s"),
          ("sum", "sum_s"), ("ideal", "ideal_sum_s"), ("measured/ideal", "measured_over_ideal"),
          ("model", "model_sum_s"), ("measured/model", "measured_over_model"),
          ("python waves", "python_waves"), ("postgres waves", "postgres_waves"), ("failures", "failures"),
          ("refused", "too_many_connections"), ("connect ms p50", "connect_median_ms"),
          ("connect ms p95", "connect_p95_ms"), ("backends", "peak_backends"), ("MiB/backend", "uss_mib_per_backend"))
+# The terminal's table fits 120 columns: the sums, their ratios and the waves (cut to WAVES_WIDTH);
+# everything else is in the CSV and the Markdown file, and LEGEND says so under the table.
+TERMINAL = (("variant", "variant"), ("python", "python_total_s", ">"), ("postgres", "postgres_total_s", ">"),
+            ("sum", "sum_s", ">"), ("ideal", "ideal_sum_s", ">"), ("/ideal", "measured_over_ideal", ">"),
+            ("/model", "measured_over_model", ">"), ("python waves", "python_waves_cut"),
+            ("postgres waves", "postgres_waves_cut"), ("failed", "failures", ">"))
+TERMINAL_WIDTH = 120
+WAVES_WIDTH = 19
+LEGEND = (
+    "python, postgres, sum: each endpoint's total, and both, in s; ideal: the prediction's sum, in s (no CPU)",
+    "/ideal, /model: the measured sum over the ideal, and over the CPU model's sum (model_sum_s in the CSV)",
+    "waves: sizes of the groups of answers that finished together (cut with '...'; all of them in the CSV)",
+    "failed: failed requests; too_many_connections (refused), connect times, PostgreSQL backends and their",
+    "  memory are per variant in the CSV and the Markdown file, and the model's arithmetic is below",
+)
+
+
+def cut(text, width=WAVES_WIDTH):
+    """Wave sizes that fit `width` characters: whole numbers only, then '...'."""
+    if len(text) <= width:
+        return text
+    return text[:text.rfind(" ", 0, width - 3)] + " ..."
+
+
+def terminal_table(rows):
+    """The comparison as the terminal shows it: TERMINAL's columns, then LEGEND."""
+    shown = [{**row, **{f"{e}_waves_cut": cut(row[f"{e}_waves"]) for e in ENDPOINTS}} for row in rows]
+    return render.format_table(TERMINAL, shown) + "\n\n" + "\n".join(LEGEND)
 
 
 # A pool shape's prefix that runs it through PgBouncer (PGBOUNCER=true): pgbouncer:5+10, pgbouncer:null.
@@ -181,7 +210,7 @@ def main(argv=None):
         results = run_all(args.measurements, out, args.use_running, args.pg_max_connections)
         rows = [table_row(result) for result in results]
         print()
-        print(render.format_table(SHOWN, rows))
+        print(terminal_table(rows))
         print("\n" + "\n".join(model_lines(results)))
         write_markdown(f"{out}.md", rows, args.profile, args.sleep_seconds)
         write_csv(f"{out}.csv", rows)

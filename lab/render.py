@@ -17,6 +17,31 @@ def sizes(numbers):
     return " ".join(str(number) for number in numbers)
 
 
+def counted(number, noun):
+    """1 -> '1 request', 5 -> '5 requests': a count with its noun, singular or plural."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def waves_phrase(numbers):
+    """Waves as the summary says them: (5,) -> '1 wave of 5', (1, 1, 1) -> '3 waves of 1', (3, 2) -> 'waves 3 2'.
+
+    'waves 5' beside 'waves 1 1 1 1 1' read as five waves and one; waves of one size say their count.
+    """
+    numbers = list(numbers)
+    if len(set(numbers)) == 1:
+        return f"{counted(len(numbers), 'wave')} of {numbers[0]}"
+    return f"waves {sizes(numbers)}"
+
+
+def ratio_text(ratio, summary):
+    """A measured/expected ratio as the summary says it, or why there is none."""
+    if ratio is not None:
+        return f"{ratio:.2f}"
+    if summary.in_flight:
+        return "stopped early"
+    return "none (0 s sleeps: an ideal of 0 s; the model's ratio is the verdict)"
+
+
 def format_table(columns, rows, markdown=False):
     """Rows of dicts as a text table (or Markdown); columns: (header, key), or (header, key, ">") right-aligned."""
     cells = [[str(row[key]) for _, key, *_ in columns] for row in rows]
@@ -33,6 +58,8 @@ def format_table(columns, rows, markdown=False):
 
 def uneven_cause(summary, facts, warnings):
     """Why waves may differ from the prediction, named for the pool in use."""
+    if any(warning.startswith("another client") for warning in warnings):
+        return "another client sent during the burst (see the warning), not the pool alone"
     if warnings:
         return "the server was busy when the burst began (see the warning)"
     spread = worker_spread(summary.endpoint, summary.served_by, summary.prediction.sleep, facts)
@@ -93,6 +120,20 @@ def waves_tab_rows(summaries, facts, warnings=(), never_began=()):
                     "note": stopped[endpoint]} for endpoint in never_began]
 
 
+def pool_words(facts):
+    """The pool in a few words: 'pool_size 5 + max_overflow 10', or its class when it has no limit."""
+    if facts["pool_limit"] is None:
+        return f"{facts['pool_class'].rsplit('.', 1)[-1]}, a new connection per request"
+    return f"pool_size {facts['pool_size']} + max_overflow {facts['max_overflow']}"
+
+
+def burst_title(facts, host, started):
+    """Which burst a picture or a tab shows: mode, pool, host and time."""
+    if not facts:
+        return f"pool-lab burst at {host}, {started} (no /pool: mode and pool unknown)"
+    return f"pool-lab burst on the {facts['mode']} mode ({pool_words(facts)}) at {host}, {started}"
+
+
 def format_summary(summaries, facts=None, warnings=(), never_began=()):
     """The burst's summary as the terminal shows it."""
     lines = []
@@ -115,9 +156,9 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
     lines += [f"WARNING: {warning}" for warning in warnings]
     stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
     for s in summaries:
-        line = f"{s.endpoint}: {s.answered} requests, total {s.total:.2f} s"
+        line = f"{s.endpoint}: {counted(s.answered, 'request')}, total {s.total:.2f} s"
         if s.waves:
-            line += f", waves {sizes(w.size for w in s.waves)}"
+            line += f", {waves_phrase(w.size for w in s.waves)}"
         lines.append(line)
         if s.endpoint in stopped:
             lines.append(f"  {stopped[s.endpoint]}")
@@ -125,13 +166,13 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
             lines.append("  prediction: unavailable (the server's /pool did not answer)")
         elif s.waves:
             p = s.prediction
-            measured = "stopped early" if s.ratio is None else f"{s.ratio:.2f}"
+            measured = ratio_text(s.ratio, s)
             lines.append(f"  predicted: {sizes(p.wave_sizes)} ({p.reason}); first wave "
                          f"{p.wave_sizes[0]}, measured {s.waves[0].size}; ideal total "
                          f"{p.ideal_total:.2f} s, measured/ideal {measured}")
             lines.append(f"  {p.model_explained()}" + (
                 "" if p.model_total is None else
-                f"; measured/model {'stopped early' if s.model_ratio is None else f'{s.model_ratio:.2f}'}"))
+                f"; measured/model {ratio_text(s.model_ratio, s)}"))
             if p.refused:
                 lines.append(f"  predicted {s.sent - p.refused - p.timed_out} succeeded and {p.refused} {p.refused_as}; "
                              f"measured {s.answered - sum(s.failures.values())} succeeded and "
@@ -157,9 +198,11 @@ def format_costs(costs):
         lines.append(f"connections opened: {costs['connections_opened']}, median {costs['connect_median_ms']} ms, "
                      f"95th percentile {costs['connect_p95_ms']} ms each")
     if "peak_backends" in costs:
-        lines.append(f"PostgreSQL's client backends at the peak: {costs['peak_backends']}, "
+        lines.append(f"PostgreSQL's client backends of the mode at the peak: {costs['peak_backends']}, "
                      f"{costs['uss_mib_per_backend']} MiB each of their own (USS; {costs['pss_mib_per_backend']} MiB "
-                     f"with their share of shared memory, PSS), {costs['uss_mib']} MiB USS in all")
+                     f"with their share of shared memory, PSS), {costs['uss_mib']} MiB USS in all"
+                     + (f"; the mode under test's only: {counted(costs['other_backends'], 'backend')} of other "
+                        f"clients left out" if costs.get("other_backends") else ""))
     elif "memory" in costs:
         lines.append(f"memory: {costs['memory']}")
     if "pooler_clients" in costs:

@@ -107,6 +107,20 @@ def through_pooler(measurement):
     return "PGBOUNCER=true" in PROCFILE[measurement.mode] or measurement.env.get("PGBOUNCER") == "true"
 
 
+def not_running(measurements):
+    """The measurements' modes that answer no /pool on their Procfile ports, as "mode (url)"."""
+    import urllib.request
+
+    missing = []
+    for mode in dict.fromkeys(m.mode for m in measurements):
+        url = f"http://127.0.0.1:{default_port(mode)}"
+        try:
+            urllib.request.urlopen(f"{url}/pool", timeout=5).close()
+        except OSError:
+            missing.append(f"{mode} ({url})")
+    return missing
+
+
 def run_all(measurements, out, use_running=False, max_connections=None):
     """Measure each in turn on a server of its own (or the running mode); return the Results.
 
@@ -114,6 +128,11 @@ def run_all(measurements, out, use_running=False, max_connections=None):
     setting; a DATABASE_URL keeps its own). Every server started here is stopped when this
     returns, raises or gets Ctrl-C.
     """
+    if use_running:
+        missing = not_running(measurements)
+        if missing:
+            raise RuntimeError(f"--use-running, but nothing answers for {', '.join(missing)}: start them with "
+                               f"`honcho start`, or leave out --use-running and compare starts its own")
     out.mkdir(parents=True, exist_ok=True)
     environment = {}
     if not use_running:
@@ -128,7 +147,7 @@ def run_all(measurements, out, use_running=False, max_connections=None):
             try:
                 environment["POOLER_URL"] = embedded_pooler().url
             except embedded_pg.StartError as error:
-                raise RuntimeError(f"pool-lab: {error}") from None
+                raise RuntimeError(str(error)) from None
     results = []
     for number, m in enumerate(measurements, start=1):
         print(f"[{number}/{len(measurements)}] {m.name}: {m.requests} requests per endpoint "
@@ -137,7 +156,8 @@ def run_all(measurements, out, use_running=False, max_connections=None):
             running = RunningMode(m.mode, f"http://127.0.0.1:{default_port(m.mode)}")
         else:
             running = start_mode(m.mode, {**environment, **m.env}, out / f"{m.slug}_server.log")
-        Path(f"{out / m.slug}_result.json").unlink(missing_ok=True)  # a file of an earlier run is no result
+        for stale in ("_result.json", "_stats.csv"):  # an earlier run's files: no result, and no progress of this one
+            Path(f"{out / m.slug}{stale}").unlink(missing_ok=True)
         try:
             code = run_locust(m, running, out / m.slug)
         finally:
@@ -155,8 +175,8 @@ def main(run, program):
     try:
         return run()
     except KeyboardInterrupt:
-        print(f"{program}: interrupted: stopped the servers it started", file=sys.stderr)
+        print(f"pool-lab: {program}: interrupted: stopped the servers it started", file=sys.stderr)
         return 130
     except (RuntimeError, OSError) as error:
-        print(f"{program} failed: {error}", file=sys.stderr)
+        print(f"pool-lab: {program}: {error}", file=sys.stderr)
         return 1

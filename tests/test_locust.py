@@ -72,14 +72,6 @@ def test_pool_timeouts_are_counted_by_cause(running_mode, tmp_path):
     assert sum(int(r["failures"]) for r in rows) == 4
 
 
-def test_an_unreachable_server_is_a_connection_error(tmp_path):
-    prefix = tmp_path / "refused"
-    result, _ = run_locust(f"http://127.0.0.1:{free_port()}", prefix, "5-users", "PythonSleepUser", "-u", "2")
-    assert result.returncode == 1
-    assert "failures: connection_error 2" in result.stdout
-    assert "prediction: unavailable" in result.stdout
-
-
 def test_web_ui_offers_the_lab_options_and_runs_a_burst(running_mode, tmp_path):
     import json
     import urllib.parse

@@ -69,6 +69,8 @@ def test_failure_causes():
     assert contract.failure_cause("0", "ConnectionRefusedError(111)") == "connection_error"
     assert contract.failure_cause("503", "database_unavailable: the database failed") == "database_unavailable"
     assert contract.failure_cause("500", "internal_server_error: KeyError in the server") == "other"
+    # A sleep the server refuses is the request's fault, not an unknown one (issue 23).
+    assert contract.failure_cause("400", "bad_parameter: seconds must be at most 60") == "bad_parameter"
     assert contract.failure_message(503, '{"error": "pool_timeout", "message": "busy"}') == "pool_timeout: busy"
     assert contract.failure_message(0, "") == "connection_error: no answer from the server"
     assert contract.failure_message(502, "<html>bad gateway</html>") == "HTTP 502"

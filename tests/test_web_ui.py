@@ -90,3 +90,88 @@ def test_a_burst_in_the_browser_shows_its_waves_and_keeps_its_options(running_mo
     assert "Ramping to 10 users at a rate of 10.00 per second" in output
     # Made by this run: a file of an earlier one does not count.
     assert set((ROOT / "reports").glob("webui-green-*_waves.csv")) - before
+
+
+def test_start_with_only_a_host_runs_a_burst_to_its_waves(running_mode, web_ui):
+    """A new user types a host and presses START, leaving the custom parameters folded: a burst."""
+    from playwright.sync_api import sync_playwright
+
+    ui, base, before = web_ui
+    server = running_mode("green")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 700})
+        page.goto(base)
+        page.fill("input[name=userCount]", "4")
+        page.fill("input[name=host]", server.url)
+        page.get_by_role("button", name="Start").click()
+        page.get_by_text("STOPPED").wait_for(timeout=90_000)
+        page.get_by_role("tab", name="Waves").click()
+        rows = page.locator("table tbody tr")
+        rows.first.wait_for()
+        table = [row.locator("td").all_inner_texts() for row in rows.all()]
+        assert [(r[0], r[1], r[2]) for r in table] == [("python", "2", "2"), ("postgres", "2", "2")]
+        browser.close()
+
+
+def test_the_first_burst_of_a_fresh_mode_shows_its_calibration_then_its_waves(running_mode, web_ui):
+    """START answers at once and the page follows the run: the calibration is a step the Waves tab
+    shows, then the burst's rows, which run they belong to, the files and the picture; a new run
+    clears them. With the other modes running, as after `honcho start`."""
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    ui, base, before = web_ui
+    for other in ("sync", "gevent", "green"):
+        running_mode(other)
+    server = running_mode("fair")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(base)
+        page.fill("input[name=userCount]", "10")
+        page.fill("input[name=host]", server.url)
+        page.get_by_text("Custom parameters").click()
+        page.fill("input[name=sleepSeconds]", str(SLEEP))
+        page.check("input[name=calibrate]")  # measured now, as for a mode with no calibration cached
+        started = time.monotonic()
+        page.get_by_role("button", name="Start").click()
+        page.get_by_role("tab", name="Waves").click(timeout=3_000)  # the run's page, not the start form
+        assert time.monotonic() - started < 3
+        seen = []
+        while time.monotonic() - started < 90:
+            info = json.load(urllib.request.urlopen(f"{base}/waves/info", timeout=10))
+            if not seen or seen[-1] != info["status"]:
+                seen.append(info["status"])
+            if info["status"] == "burst done":
+                break
+            time.sleep(0.05)
+        assert any(status.startswith("calibrating the CPU model: ") for status in seen), seen
+        assert seen[-1] == "burst done", seen
+        page.get_by_text("STOPPED").wait_for(timeout=10_000)
+        run = page.locator("#pool-lab-run")
+        run.get_by_text("burst done").wait_for(timeout=5_000)
+        text = run.inner_text()
+        assert text.startswith(f"pool-lab burst on the fair mode (pool_size 5 + max_overflow 10) at {server.url}, ")
+        assert "_waves.csv" in text and "_waves.png" in text and "_result.json" in text
+        picture = page.locator("#pool-lab-waves-png")
+        picture.wait_for(timeout=5_000)
+        page.wait_for_function("document.getElementById('pool-lab-waves-png').naturalWidth > 500")
+        assert picture.get_attribute("alt") == "measured and predicted stairs of the last burst, per endpoint"
+        rows = [row.locator("td").all_inner_texts() for row in page.locator("table tbody tr").all()]
+        assert [(r[0], r[1], r[2]) for r in rows] == [("python", "5", "5"), ("postgres", "5", "5")]
+
+        # A new run: the last burst's rows and picture go, the tab says what this run is.
+        page.get_by_role("button", name="New").click()
+        page.get_by_text("Custom parameters").click()
+        page.select_option("select[name=behaviour]", "steady")
+        page.get_by_role("button", name="Start").click()
+        page.get_by_role("tab", name="Waves").click()
+        page.locator("#pool-lab-run").get_by_text("steady run: waves are measured in burst runs").wait_for(
+            timeout=10_000)
+        # At the page's next poll of the statistics (every 2 s).
+        page.wait_for_function("document.querySelectorAll('table tbody tr').length === 0", timeout=10_000)
+        assert page.locator("#pool-lab-waves-png").count() == 0
+        page.get_by_role("button", name="Stop").click()
+        browser.close()

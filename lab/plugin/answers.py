@@ -51,7 +51,8 @@ class Intake:
         if not self.open:
             return  # a worker's late answers of a run already reported
         self.records += records
-        self.request_log.write(records)
+        if self.request_log:  # closed once Locust quits: answers of users it kills on the way still count
+            self.request_log.write(records)
         for record in records:
             self.burst.answered(endpoint_of(record["name"]))
 

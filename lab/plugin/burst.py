@@ -35,6 +35,9 @@ class Burst:
         self.options = options
         self.gates = gates
         self.finished = EventHook()  # (): every answer is in, or the run stopped; fired before the run ends
+        # Set once the run's preparation is done (lab.plugin.preparation): the burst begins no sooner.
+        self.prepared = Event()
+        self.prepared.set()
         self.reset()
         options.run_starting.add_listener(self.reset)
         environment.events.spawning_complete.add_listener(self.on_spawning_complete)
@@ -49,7 +52,12 @@ class Burst:
 
     def on_spawning_complete(self, user_count, **kwargs):
         if self.options.settings.burst:
-            self.begin(self.environment.runner.target_user_classes_count)
+            gevent.spawn(self._begin_when_prepared, self.environment.runner)
+
+    def _begin_when_prepared(self, runner):
+        self.prepared.wait()
+        if runner.state in ("spawning", "running"):  # not if the run stopped while it was prepared
+            self.begin(runner.target_user_classes_count)
 
     def begin(self, users_per_class):
         """All users are spawned: open the first endpoint that has users."""
@@ -118,6 +126,7 @@ class DistributedBurst(Burst):
     def _begin_when_reported(self, runner):
         # The master fires spawning_complete after waiting at most a second for the workers'
         # reports: the burst waits for every worker to have spawned its users.
+        self.prepared.wait()
         target = dict(runner.target_user_classes_count)
         warn_at = time.monotonic() + 10
         while any(runner.reported_user_classes_count.get(name, 0) != n for name, n in target.items()):
@@ -125,7 +134,7 @@ class DistributedBurst(Burst):
                 return
             if warn_at and time.monotonic() > warn_at:
                 warn_at = None
-                log.warning("pool-lab: the burst still waits for every worker to report its users spawned "
+                log.warning("the burst still waits for every worker to report its users spawned "
                             "(%s of %s so far)", dict(runner.reported_user_classes_count), target)
             gevent.sleep(0.05)
         self.begin(target)

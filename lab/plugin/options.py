@@ -3,10 +3,14 @@
 import logging
 from dataclasses import dataclass
 
+import gevent
 from locust.event import EventHook
 
 from contract import BadParameter, SecondsOption
 
+from .checks import RunRefused, check_after_parsing, check_web_ui_run
+
+# burst is the default everywhere (the option, the web UI's form, the profiles): a first START measures waves.
 STEADY, BURST = BEHAVIOURS = ("steady", "burst")
 SLEEP_SECONDS = SecondsOption("--sleep-seconds")
 IDLE_WAIT = SecondsOption("--idle-wait")
@@ -15,16 +19,20 @@ log = logging.getLogger("pool-lab")
 
 
 def add_arguments(parser, **kwargs):
-    """An init_command_line_parser listener: the lab's options, which the web UI's form shows too."""
+    """An init_command_line_parser listener: the lab's options, which the web UI's form shows too, and
+    the checks of a headless run once the command line is parsed."""
+    check_after_parsing(parser)
     # On the parser itself, not an argument group: only Locust's add_argument puts them in the web UI.
-    parser.add_argument("--behaviour", choices=BEHAVIOURS, default="steady",
+    parser.add_argument("--behaviour", choices=BEHAVIOURS, default="burst",
                         help="burst: every user sends one request at once (python first, then "
                              "postgres) and the run ends when all are answered (in the web UI a burst "
                              "spawns up to 100 users a second, whatever the ramp-up says: no request "
                              "leaves before all are spawned); steady: users loop with no wait, for the charts")
-    parser.add_argument("--sleep-seconds", type=SLEEP_SECONDS, default="",
+    # No argparse type for the seconds: its error would be a usage and an error line; the checks
+    # (lab.plugin.checks, and Settings.read at each start) say it in one pool-lab line.
+    parser.add_argument("--sleep-seconds", default="",
                         help="?seconds= sent with every request; empty: the server's SLEEP_SECONDS")
-    parser.add_argument("--idle-wait", type=IDLE_WAIT, default="10",
+    parser.add_argument("--idle-wait", default="10",
                         help="seconds a burst waits for the server's pool to be idle before it runs "
                              "anyway, with a warning")
     parser.add_argument("--calibrate", action="store_true", default=False,
@@ -35,7 +43,7 @@ def add_arguments(parser, **kwargs):
 @dataclass(frozen=True)
 class Settings:
     """One run's lab options, checked."""
-    behaviour: str = "steady"
+    behaviour: str = "burst"  # what the lab measures; a steady run is for Locust's charts
     sleep_seconds: str = ""  # as given; empty: the server's default
     idle_wait: float = 0.0
     calibrate: bool = False
@@ -74,4 +82,13 @@ class Options:
             log.error("%s", error)
             environment.runner.quit()
             return
+        if environment.web_ui:
+            # What a headless run checks before it starts, the web UI checks at START: nothing is sent.
+            try:
+                check_web_ui_run(environment.host, self.settings)
+            except RunRefused as refused:
+                log.error("%s", refused)
+                # Stopped, not quit: the page stays, and NEW can start a run with the host fixed.
+                gevent.spawn(environment.runner.stop)
+                return
         self.run_starting.fire(settings=self.settings)

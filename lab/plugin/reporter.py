@@ -1,5 +1,7 @@
 """The run's report, in the process that reports: a burst's summary and files, or a steady run's summary."""
 
+import logging
+
 import gevent
 import locust.runners
 
@@ -7,20 +9,57 @@ from .. import files, kernel, render
 from ..analysis import connection_costs, summarize
 from ..records import completions, server_timings
 
+log = logging.getLogger("pool-lab")
+
+
+class Summary:
+    """Where the lab's summary goes: the last thing a headless run prints, or the web UI's Logs tab.
+
+    Locust prints its own statistics tables as a headless run exits, after every event but `quit`:
+    the summary waits for that event, so the lab's verdict is what stays on the screen. The web UI
+    shows log records in its Logs tab, not what is printed: there it is printed and logged too.
+    """
+
+    def __init__(self, environment):
+        self.environment = environment
+        self.pending = []
+        environment.events.quit.add_listener(self.print_pending)
+
+    def say(self, text):
+        if self.environment.parsed_options and self.environment.parsed_options.headless:
+            self.pending.append(text)
+        else:
+            print(text, flush=True)
+            log.info("%s", text)
+
+    def print_pending(self, **kwargs):
+        texts, self.pending = self.pending, []
+        for text in texts:
+            print(text, flush=True)
+
 
 class BurstReporter:
     """Once per burst, when its last answer is in or the run stops: the summary on the terminal, the waves,
     server timings, memory and result files, and the rows of the web UI's Waves tab."""
 
-    def __init__(self, environment, options, preparation, burst, intake):
+    def __init__(self, environment, options, preparation, burst, intake, summary):
         self.options = options
+        self.summary = summary
         self.preparation = preparation
         self.burst = burst
         self.intake = intake
+        self.environment = environment
         self.waves_rows = []  # the last burst's, for the web UI's Waves tab
         self.waves_csv = None
+        self.waves_png = None  # the last burst's stairs, drawn for the web UI's Waves tab
+        self.written = []  # the files the last burst wrote
+        options.run_starting.add_listener(self.clear)
         burst.finished.add_listener(self.report)
         environment.events.test_stop.add_listener(self.on_test_stop)
+
+    def clear(self, **kwargs):
+        """A new run: the last burst's rows and picture are no longer current."""
+        self.waves_rows, self.waves_png, self.written = [], None, []
 
     def on_test_stop(self, **kwargs):
         if self.options.settings.burst:
@@ -35,15 +74,14 @@ class BurstReporter:
         done, timings = completions(records), server_timings(records)
         never_began = self.burst.never_began()
         if not done and not self.burst.sent:
-            print("pool-lab: no request was answered", flush=True)
+            self.summary.say("pool-lab: no request was answered")
             return
         summaries = summarize(done, prep.sleep, prep.facts, dict(self.burst.sent), timings)
         self.waves_csv = f"{prep.prefix}_waves.csv"
         files.write_waves_csv(self.waves_csv, summaries, prep.warnings, never_began)
         files.write_server_timings(f"{prep.prefix}_server_timing.csv", timings)
         costs = connection_costs(timings, prep.memory_sample, None if (
-            prep.memory_sample or not self.burst.sent["postgres"]) else (
-            "cannot be sampled: the database does not run on this machine (or /db did not answer)"),
+            prep.memory_sample or not self.burst.sent["postgres"]) else prep.memory_note,
             prep.pooler_sample)
         if prep.overflows_before is not None:
             costs["listen_overflows"] = kernel.listen_overflows() - prep.overflows_before
@@ -51,17 +89,28 @@ class BurstReporter:
         if prep.memory_sample:
             files.write_memory_sample(f"{prep.prefix}_memory.csv", (prep.sleep or 0) / 2, prep.memory_sample)
         files.write_result(f"{prep.prefix}_result.json", prep.facts, summaries, done, costs)
+        self.written = [f"{prep.prefix}{suffix}" for suffix in ("_requests.csv", "_waves.csv", "_server_timing.csv",
+                                                                "_memory.csv", "_result.json")
+                        if suffix != "_memory.csv" or prep.memory_sample]
+        if self.environment.web_ui:
+            from ..plot import plot_burst  # matplotlib: only where a picture is shown
+
+            self.waves_png = f"{prep.prefix}_waves.png"
+            plot_burst(self.waves_png, render.burst_title(prep.facts, self.environment.host, prep.started),
+                       summaries, done)
+            self.written.append(self.waves_png)
         self.waves_rows = render.waves_tab_rows(summaries, prep.facts, prep.warnings, never_began)
-        print("\n".join([render.format_summary(summaries, prep.facts, prep.warnings, never_began),
-                         *render.format_costs(costs), f"waves: {self.waves_csv}"]), flush=True)
+        self.summary.say("\n".join([render.format_summary(summaries, prep.facts, prep.warnings, never_began),
+                                    *render.format_costs(costs), f"waves: {self.waves_csv}"]))
 
 
 class SteadySummary:
     """A steady run's response times, from Locust's own statistics, when the run stops."""
 
-    def __init__(self, environment, options):
+    def __init__(self, environment, options, summary):
         self.environment = environment
         self.options = options
+        self.summary = summary
         environment.events.test_stop.add_listener(self.on_test_stop)
 
     def on_test_stop(self, **kwargs):
@@ -69,8 +118,8 @@ class SteadySummary:
             self.print()
 
     def print(self, **kwargs):
-        print(f"pool-lab steady run (waves are measured in burst runs)\n"
-              f"{render.format_steady(self.environment.stats.entries.values())}", flush=True)
+        self.summary.say(f"pool-lab steady run (waves are measured in burst runs)\n"
+                         f"{render.format_steady(self.environment.stats.entries.values())}")
 
 
 class DistributedSteadySummary(SteadySummary):

@@ -11,9 +11,10 @@ from locust.runners import MasterRunner, WorkerRunner
 from .answers import AnswerCollector, AnswerSender, Intake, LocalAnswers
 from .burst import Burst, DistributedBurst
 from .gates import Gates, WorkerGates
+from .interrupt import Interruption
 from .options import Options
 from .preparation import Preparation
-from .reporter import BurstReporter, DistributedSteadySummary, SteadySummary
+from .reporter import BurstReporter, DistributedSteadySummary, SteadySummary, Summary
 from .users import SleepUser
 from .web_ui import WebUIExtension
 
@@ -33,9 +34,10 @@ class Reporting:
         self.burst = self.burst_order(environment, options, gates)
         self.preparation = Preparation(environment, options, self.burst)
         self.intake = Intake(environment, options, self.preparation, self.burst)
-        self.reporter = BurstReporter(environment, options, self.preparation, self.burst, self.intake)
-        self.steady = self.steady_summary(environment, options)
-        self.web_ui = WebUIExtension(environment, self.reporter) if environment.web_ui else None
+        self.summary = Summary(environment)
+        self.reporter = BurstReporter(environment, options, self.preparation, self.burst, self.intake, self.summary)
+        self.steady = self.steady_summary(environment, options, self.summary)
+        self.web_ui = WebUIExtension(environment, self.preparation, self.reporter) if environment.web_ui else None
 
 
 class DistributedReporting(Reporting):
@@ -51,6 +53,7 @@ class Local:
         self.gates = Gates(environment, self.options)
         give_users(self.gates, self.options)
         self.reporting = Reporting(environment, self.options, self.gates)
+        self.interruption = Interruption(environment)
         self.answers = LocalAnswers(environment, self.options, self.reporting.intake)
 
 
@@ -60,6 +63,7 @@ class Master:
     def __init__(self, environment):
         self.options = Options(environment)
         self.reporting = DistributedReporting(environment, self.options)
+        self.interruption = Interruption(environment)
         self.answers = AnswerCollector(environment, self.options, self.reporting.intake)
 
 
