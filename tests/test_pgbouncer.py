@@ -356,3 +356,27 @@ def test_the_start_up_sizing_warning_knows_the_poolers_pool_faces_max_connection
         assert "Traceback" not in server.log()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_pooler_directory_with_a_space_and_a_percent_sign_works(walled):
+    """Its path goes into the pooler's URL percent-encoded and into its configuration quoted. The
+    pooler's files alone in such a directory (pgserver's pg_ctl cannot start PostgreSQL in one)."""
+    database, _ = walled
+    root = private_directory("pool-lab-bouncer-path-")
+    directory = root / "lab 100% here"
+    directory.mkdir(mode=0o700)
+    try:
+        pgbouncer._write(directory, pgbouncer.config_text(directory, database.pgdata,
+                                                          pgbouncer.postgres_address(database.pgdata)[1], SETTINGS))
+        pgbouncer._launch(directory)
+        url = pgbouncer.url(directory)
+        assert "lab%20100%25%20here" in url
+        assert admin_facts(url)["default_pool_size"] == POOL
+        import psycopg2
+
+        with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
+    finally:
+        pgbouncer.stop(directory)
+        shutil.rmtree(root, ignore_errors=True)
