@@ -102,6 +102,16 @@ def pooler_of(facts):
     return pooler if pooler and "unavailable" not in pooler else None
 
 
+def pooler_servers(ceiling, pooler):
+    """(the server connections PgBouncer's pool may open, default_pool_size + reserve_pool_size;
+    the most PostgreSQL lets it have: what it accepts more, plus those the pooler holds now).
+    Past the second PostgreSQL refuses the pooler's logins and PgBouncer keeps its clients
+    waiting: it refuses none of them. `ceiling`: /db's facts; `pooler`: their `pooler`."""
+    most = pooler["default_pool_size"] + pooler["reserve_pool_size"]
+    room = ceiling["accepts"] + pooler["servers_active"] + pooler["servers_idle"]
+    return most, room
+
+
 def limits(endpoint, facts):
     """What caps how many of `endpoint`'s requests run at once, each with why; from /pool's facts
     (and through PgBouncer, its pool from /db's, as "db")."""
@@ -123,6 +133,12 @@ def limits(endpoint, facts):
             found.append((size, f"waves of the pooler's pool: PgBouncer's default_pool_size {size}" + (
                 f" (reserve_pool_size {reserve} more for clients waiting past reserve_pool_timeout "
                 f"{pooler['reserve_pool_timeout']:g} s)" if reserve else "")))
+            ceiling = facts.get("db") or {}
+            if "accepts" in ceiling:
+                room = pooler_servers(ceiling, pooler)[1]
+                if room < size:
+                    found.append((room, f"waves of what PostgreSQL lets the pooler open: {room} server connections "
+                                        f"of its pool of {size}, the clients past them kept waiting"))
     return found
 
 
@@ -204,9 +220,10 @@ def predict_through_pooler(requests, sleep, facts, pooler, concurrency, reason):
                    f"client connections past it")
     ceiling = facts.get("db") or {}
     if "accepts" in ceiling:
-        room = ceiling["accepts"] + pooler["servers_active"] + pooler["servers_idle"]
-        if pooler["default_pool_size"] + pooler["reserve_pool_size"] > room:
-            reason += f"; the pooler's pool is larger than the {room} connections the database accepts: expect refusals"
+        most, room = pooler_servers(ceiling, pooler)
+        if most > room:
+            reason += (f"; the pooler's pool is larger than the {room} connections the database accepts: expect refusals "
+                       f"of its server logins in PostgreSQL's log")
     answered = requests - refused
     full, rest = divmod(answered, concurrency)
     waves = [concurrency] * full + ([rest] if rest else [])

@@ -123,3 +123,11 @@ def test_a_bad_pooler_setting_is_one_line_where_the_lab_starts_its_pooler():
 
     with pytest.raises(embedded_pg.StartError, match="^PGBOUNCER_DEFAULT_POOL_SIZE must be at least 1"):
         start_embedded_pooler({"PGBOUNCER_DEFAULT_POOL_SIZE": "0"})
+
+
+def test_a_pooler_pool_past_what_postgresql_accepts_queues_in_waves_of_what_it_accepts():
+    # PostgreSQL accepts 28 more and the pooler holds 1: a pool of 40 gets 29 server connections;
+    # PgBouncer keeps the other clients waiting, it does not refuse them.
+    prediction = predict("postgres", 150, 1.0, through_pooler(default_pool_size=40))
+    assert prediction.wave_sizes == (29,) * 5 + (5,) and prediction.refused == 0
+    assert "29 server connections" in prediction.reason
