@@ -98,7 +98,7 @@ class Prediction:
 
 def pooler_of(facts):
     """PgBouncer's facts (/db's `pooler`) when the server connects through one that answered, else None."""
-    pooler = (facts.get("db") or {}).get("pooler") if facts.get("through_pooler") else None
+    pooler = (facts.get("db") or {}).get("pooler") if facts.get("pgbouncer") else None
     return pooler if pooler and "unavailable" not in pooler else None
 
 
@@ -211,7 +211,7 @@ def predict_through_pooler(requests, sleep, facts, pooler, concurrency, reason):
     database's ceiling faces the pooler's pool, not the requests: a pool larger than what it
     accepts is named as a risk.
     """
-    app_limits = [limit for limit, why in limits("postgres", {**facts, "through_pooler": False})]
+    app_limits = [limit for limit, why in limits("postgres", {**facts, "pgbouncer": False})]
     clients_at_once = min([requests, *app_limits])
     accepts = max(pooler["max_client_conn"] - pooler["clients_active"] - pooler["clients_waiting"], 0)
     refused = requests - accepts if clients_at_once > accepts else 0

@@ -123,7 +123,7 @@ def test_a_start_after_a_killed_pooler_waits_for_the_new_one_to_answer(walled):
 
 def test_db_reports_the_poolers_settings_and_state(bouncer, walled):
     facts = facts_of(bouncer)
-    assert facts["pool_class"] == "sqlalchemy.pool.impl.NullPool" and facts["through_pooler"] is True
+    assert facts["pool_class"] == "sqlalchemy.pool.impl.NullPool" and facts["pgbouncer"] is True
     pooler = facts["db"]["pooler"]
     assert {key: pooler[key] for key in ("pool_mode", "default_pool_size", "max_client_conn", "reserve_pool_size",
                                          "query_wait_timeout")} == {
