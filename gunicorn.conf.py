@@ -121,10 +121,10 @@ def pools_past_the_ceiling(workers, facts):
 def pooler_past_the_ceiling(workers, facts, pooler):
     """pools_past_the_ceiling through PgBouncer: its server pool against max_connections, the workers'
     pools against its max_client_conn."""
+    from lab.waves import pooler_servers
+
     problems = []
-    most = pooler["default_pool_size"] + pooler["reserve_pool_size"]
-    # The server connections the pooler holds now are among the open ones; it may open the rest.
-    room = facts["accepts"] + pooler["servers_active"] + pooler["servers_idle"]
+    most, room = pooler_servers(facts, pooler)
     if most > room:
         problems.append(f"PgBouncer's pool (default_pool_size {pooler['default_pool_size']} + reserve_pool_size "
                         f"{pooler['reserve_pool_size']} = {most}) is more than PostgreSQL accepts: max_connections "

@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import psutil
 
@@ -63,10 +64,18 @@ class Settings:
     query_wait_timeout: float
 
 
+def quoted(path):
+    """A path as a value of the [databases] connection string, in its quotes (libpq's), so a space
+    in it stays part of it."""
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def config_text(directory, pgdata, postgres_port, settings):
     # `*`: every database name goes to the embedded server's database of that name, as user postgres.
+    # Its host quoted; the [pgbouncer] values are the rest of their line as it is (1.18's ini parser
+    # keeps quotes as part of the value), spaces included.
     return (f"[databases]\n"
-            f"* = host={pgdata} port={postgres_port}\n"
+            f"* = host={quoted(pgdata)} port={postgres_port}\n"
             f"\n[pgbouncer]\n"
             f"pool_mode = transaction\n"
             f"default_pool_size = {settings.default_pool_size}\n"
@@ -93,8 +102,8 @@ def config_text(directory, pgdata, postgres_port, settings):
 
 
 def url(directory):
-    """The pooler's URL, for the app (POOLER_URL): its socket in `directory`."""
-    return f"postgresql://{USER}:@/postgres?host={directory}&port={PORT}"
+    """The pooler's URL, for the app (POOLER_URL): its socket in `directory`, percent-encoded."""
+    return f"postgresql://{USER}:@/postgres?host={quote(str(directory), safe='/')}&port={PORT}"
 
 
 def running_pid(directory):

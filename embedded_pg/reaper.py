@@ -5,7 +5,7 @@ so a killed last mode cannot stop the database itself. So a start may spawn a re
 `python -m embedded_pg reap PROGRAM DIRECTORY`, one per directory: every mode's master starts
 one, and all but the first give up after a short wait (long enough for a reaper that is just
 stopping the server to hand over to the one a new start brings). PgBouncer's reaper
-(`python -m embedded_pg.reaper pgbouncer DIRECTORY`) watches the pooler's own directory.
+(`python -m embedded_pg reap pgbouncer DIRECTORY`) watches the pooler's own directory.
 """
 
 import subprocess

@@ -121,13 +121,13 @@ CASES = [
 ]
 
 
-def excess_by_part(timings, prediction, through_pooler=False):
+def excess_by_part(timings, prediction, pgbouncer=False):
     """Split the last answer's time beyond the ideal into measured parts (seconds).
 
     The parts add up to total - ideal: how late the load generator sent it, how long the
     server kept it beyond the earlier waves' turn, how far the sleep ran over (the database's
     pg_sleep for postgres, the server's event loop for python), and the response's way back.
-    `through_pooler`: the earlier waves' turn is spent in PgBouncer's queue, inside the query's time.
+    `pgbouncer`: the earlier waves' turn is spent in PgBouncer's queue, inside the query's time.
     """
     if not timings:
         return {}
@@ -138,7 +138,7 @@ def excess_by_part(timings, prediction, through_pooler=False):
     pool_wait = last["pool_wait"] or 0.0
     connect = last.get("connect_seconds") or 0.0  # part of pool_wait: opening a new connection
     earlier_waves = (len(prediction.wave_sizes) - 1 - bool(prediction.refused)) * sleep
-    in_the_server, in_the_query = (0.0, earlier_waves) if through_pooler else (earlier_waves, 0.0)
+    in_the_server, in_the_query = (0.0, earlier_waves) if pgbouncer else (earlier_waves, 0.0)
     parts = {
         "load_generator_sending": last["sent"] - start,
         "server_queueing_beyond_earlier_waves": (last["server_started"] - last["sent"] + pool_wait - connect
@@ -146,7 +146,7 @@ def excess_by_part(timings, prediction, through_pooler=False):
     }
     if connect:
         parts["opening_the_database_connection"] = connect
-    if last["query_seconds"] != "" and through_pooler:
+    if last["query_seconds"] != "" and pgbouncer:
         parts["pooler_queue_and_pg_sleep_beyond_earlier_waves"] = last["query_seconds"] - sleep - in_the_query
         parts["server_rest_of_handler"] = handler - pool_wait - last["query_seconds"]
     elif last["query_seconds"] != "":
@@ -186,7 +186,7 @@ def case_row(case, result, timings_path):
         "refused_predicted": summary.prediction.refused,
         "refused": summary.failures[summary.prediction.refused_as],
         "excess_by_part_s": excess_by_part(files.read_server_timings(timings_path, case.endpoint), summary.prediction,
-                                           bool(result.facts.get("through_pooler"))),
+                                           bool(result.facts.get("pgbouncer"))),
         "costs": result.costs,
     }
     unanswered = case.requests - summary.answered

@@ -91,5 +91,8 @@ def read_result(path):
     """(facts, summaries, completions, costs) as write_result wrote them."""
     with open(path, encoding="utf-8") as result:
         data = json.load(result)
+    # Results from before /pool named the PGBOUNCER setting "pgbouncer".
+    if "through_pooler" in data["facts"]:
+        data["facts"]["pgbouncer"] = data["facts"].pop("through_pooler")
     completions = {e: [Completion(e, at, failure) for at, failure in done] for e, done in data["completions"].items()}
     return data["facts"], [EndpointSummary.from_dict(s) for s in data["summaries"]], completions, data["costs"]

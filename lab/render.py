@@ -147,7 +147,7 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
             pool += (f"; through PgBouncer ({pooler['pool_mode']} pooling): default_pool_size "
                      f"{pooler['default_pool_size']}, reserve_pool_size {pooler['reserve_pool_size']}, max_client_conn "
                      f"{pooler['max_client_conn']}, query_wait_timeout {pooler['query_wait_timeout']:g} s")
-        elif facts.get("through_pooler"):
+        elif facts.get("pgbouncer"):
             pool += f"; through PgBouncer, unavailable: {((ceiling or {}).get('pooler') or {}).get('unavailable')}"
         if ceiling:
             pool += (f"; PostgreSQL max_connections {ceiling['max_connections']}, {ceiling['open_connections']} "

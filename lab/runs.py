@@ -102,7 +102,7 @@ def run_locust(measurement, running, prefix):
     return locust.returncode
 
 
-def through_pooler(measurement):
+def asks_for_pgbouncer(measurement):
     """Whether the measurement's server connects through PgBouncer (PGBOUNCER=true, its line's or its own)."""
     return "PGBOUNCER=true" in PROCFILE[measurement.mode] or measurement.env.get("PGBOUNCER") == "true"
 
@@ -142,7 +142,7 @@ def run_all(measurements, out, use_running=False, max_connections=None):
 
         # Held for the whole run, so the database is not restarted between servers.
         environment["DATABASE_URL"] = database_url(max_connections)
-        if any(through_pooler(m) for m in measurements) and not os.environ.get("DATABASE_URL"):
+        if any(asks_for_pgbouncer(m) for m in measurements) and not os.environ.get("DATABASE_URL"):
             # The lab's own PgBouncer, held for the whole run too (with DATABASE_URL, yours: POOLER_URL).
             try:
                 environment["POOLER_URL"] = embedded_pooler().url

@@ -98,8 +98,18 @@ class Prediction:
 
 def pooler_of(facts):
     """PgBouncer's facts (/db's `pooler`) when the server connects through one that answered, else None."""
-    pooler = (facts.get("db") or {}).get("pooler") if facts.get("through_pooler") else None
+    pooler = (facts.get("db") or {}).get("pooler") if facts.get("pgbouncer") else None
     return pooler if pooler and "unavailable" not in pooler else None
+
+
+def pooler_servers(ceiling, pooler):
+    """(the server connections PgBouncer's pool may open, default_pool_size + reserve_pool_size;
+    the most PostgreSQL lets it have: what it accepts more, plus those the pooler holds now).
+    Past the second PostgreSQL refuses the pooler's logins and PgBouncer keeps its clients
+    waiting: it refuses none of them. `ceiling`: /db's facts; `pooler`: their `pooler`."""
+    most = pooler["default_pool_size"] + pooler["reserve_pool_size"]
+    room = ceiling["accepts"] + pooler["servers_active"] + pooler["servers_idle"]
+    return most, room
 
 
 def limits(endpoint, facts):
@@ -123,6 +133,12 @@ def limits(endpoint, facts):
             found.append((size, f"waves of the pooler's pool: PgBouncer's default_pool_size {size}" + (
                 f" (reserve_pool_size {reserve} more for clients waiting past reserve_pool_timeout "
                 f"{pooler['reserve_pool_timeout']:g} s)" if reserve else "")))
+            ceiling = facts.get("db") or {}
+            if "accepts" in ceiling:
+                room = pooler_servers(ceiling, pooler)[1]
+                if room < size:
+                    found.append((room, f"waves of what PostgreSQL lets the pooler open: {room} server connections "
+                                        f"of its pool of {size}, the clients past them kept waiting"))
     return found
 
 
@@ -195,7 +211,7 @@ def predict_through_pooler(requests, sleep, facts, pooler, concurrency, reason):
     database's ceiling faces the pooler's pool, not the requests: a pool larger than what it
     accepts is named as a risk.
     """
-    app_limits = [limit for limit, why in limits("postgres", {**facts, "through_pooler": False})]
+    app_limits = [limit for limit, why in limits("postgres", {**facts, "pgbouncer": False})]
     clients_at_once = min([requests, *app_limits])
     accepts = max(pooler["max_client_conn"] - pooler["clients_active"] - pooler["clients_waiting"], 0)
     refused = requests - accepts if clients_at_once > accepts else 0
@@ -204,9 +220,10 @@ def predict_through_pooler(requests, sleep, facts, pooler, concurrency, reason):
                    f"client connections past it")
     ceiling = facts.get("db") or {}
     if "accepts" in ceiling:
-        room = ceiling["accepts"] + pooler["servers_active"] + pooler["servers_idle"]
-        if pooler["default_pool_size"] + pooler["reserve_pool_size"] > room:
-            reason += f"; the pooler's pool is larger than the {room} connections the database accepts: expect refusals"
+        most, room = pooler_servers(ceiling, pooler)
+        if most > room:
+            reason += (f"; the pooler's pool is larger than the {room} connections the database accepts: expect refusals "
+                       f"of its server logins in PostgreSQL's log")
     answered = requests - refused
     full, rest = divmod(answered, concurrency)
     waves = [concurrency] * full + ([rest] if rest else [])

@@ -93,12 +93,12 @@ def init_app(app):
     config["DIRECT_DATABASE_URI"] = sqlalchemy_url(config["DATABASE_URL"], config["DRIVER"])
     # Through PgBouncer when asked and there is one (without, the postgres endpoint answers why:
     # views.postgres_sleep); /db's facts always go straight to the database.
-    through_pooler = config["PGBOUNCER"] and config["POOLER_URL"]
-    config["SQLALCHEMY_DATABASE_URI"] = (sqlalchemy_url(config["POOLER_URL"], config["DRIVER"]) if through_pooler
+    pooler_engine = config["PGBOUNCER"] and config["POOLER_URL"]
+    config["SQLALCHEMY_DATABASE_URI"] = (sqlalchemy_url(config["POOLER_URL"], config["DRIVER"]) if pooler_engine
                                          else config["DIRECT_DATABASE_URI"])
     # A connection broken by a database restart is replaced at checkout, not handed to a request.
     options = {"pool_pre_ping": True}
-    if through_pooler and config["DRIVER"] == "psycopg":
+    if pooler_engine and config["DRIVER"] == "psycopg":
         # psycopg 3 prepares a statement by itself once it ran 5 times on a connection; in transaction
         # pooling the next transaction may get another server connection, which lacks it, and
         # PgBouncer 1.18 does not follow prepared statements (1.21 learned to): never prepare.
@@ -116,6 +116,6 @@ def init_app(app):
     db.init_app(app)
     with app.app_context():
         event.listen(db.engine, "do_connect", timed_connect)
-        if through_pooler:
+        if pooler_engine:
             event.listen(db.engine, "handle_error", mark_through_pooler)
     app.cli.add_command(init_db_command)

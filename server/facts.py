@@ -56,8 +56,9 @@ def pool_facts(engine):
         "psycogreen": worker.psycogreen_active(),
         "pid": os.getpid(),
         "database": engine.url.render_as_string(hide_password=True),
-        # Whether that URL is PgBouncer's (PGBOUNCER=true): then /db's `pooler` holds its limits.
-        "through_pooler": current_app.config["PGBOUNCER"],
+        # The PGBOUNCER setting: the postgres endpoint asks for PgBouncer (true even when there is none
+        # to have; then /db's `pooler` says why), and /db's `pooler` holds its limits.
+        "pgbouncer": current_app.config["PGBOUNCER"],
         # What ?seconds= defaults to and may reach: load generators predict waves from these.
         "sleep_seconds": current_app.config["SLEEP_SECONDS"],
         "max_sleep_seconds": current_app.config["MAX_SLEEP_SECONDS"],

@@ -32,7 +32,9 @@ def admin_url(pooler_url):
     from sqlalchemy.engine import make_url
 
     url = make_url(pooler_url).set(drivername="postgresql", database="pgbouncer")
-    return url.render_as_string(hide_password=False)
+    address, _, query = url.render_as_string(hide_password=False).partition("?")
+    # SQLAlchemy writes a space in the query as "+" (a "+" as %2B), which libpq does not read back.
+    return f"{address}?{query.replace('+', '%20')}" if query else address
 
 
 def admin_facts(pooler_url, timeout=2):

@@ -123,7 +123,7 @@ def test_a_start_after_a_killed_pooler_waits_for_the_new_one_to_answer(walled):
 
 def test_db_reports_the_poolers_settings_and_state(bouncer, walled):
     facts = facts_of(bouncer)
-    assert facts["pool_class"] == "sqlalchemy.pool.impl.NullPool" and facts["through_pooler"] is True
+    assert facts["pool_class"] == "sqlalchemy.pool.impl.NullPool" and facts["pgbouncer"] is True
     pooler = facts["db"]["pooler"]
     assert {key: pooler[key] for key in ("pool_mode", "default_pool_size", "max_client_conn", "reserve_pool_size",
                                          "query_wait_timeout")} == {
@@ -355,4 +355,28 @@ def test_the_start_up_sizing_warning_knows_the_poolers_pool_faces_max_connection
         assert "more than PostgreSQL accepts" not in server.log(), server.log()
         assert "Traceback" not in server.log()
     finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_pooler_directory_with_a_space_and_a_percent_sign_works(walled):
+    """Its path goes into the pooler's URL percent-encoded and into its configuration quoted. The
+    pooler's files alone in such a directory (pgserver's pg_ctl cannot start PostgreSQL in one)."""
+    database, _ = walled
+    root = private_directory("pool-lab-bouncer-path-")
+    directory = root / "lab 100% here"
+    directory.mkdir(mode=0o700)
+    try:
+        pgbouncer._write(directory, pgbouncer.config_text(directory, database.pgdata,
+                                                          pgbouncer.postgres_address(database.pgdata)[1], SETTINGS))
+        pgbouncer._launch(directory)
+        url = pgbouncer.url(directory)
+        assert "lab%20100%25%20here" in url
+        assert admin_facts(url)["default_pool_size"] == POOL
+        import psycopg2
+
+        with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
+    finally:
+        pgbouncer.stop(directory)
         shutil.rmtree(root, ignore_errors=True)

@@ -102,7 +102,7 @@ def test_honcho_runs_every_mode_on_one_embedded_database_that_survives_a_restart
             "sync": "sync", "gevent": "gevent", "green": "green", "fair": "green", "threads": "threads",
             "psycopg3": "green", "nullpool": "green", "bouncer": "green"}
         assert pools["nullpool"]["pool_class"] == "sqlalchemy.pool.impl.NullPool"
-        assert pools["bouncer"]["pool_class"] == "sqlalchemy.pool.impl.NullPool" and pools["bouncer"]["through_pooler"]
+        assert pools["bouncer"]["pool_class"] == "sqlalchemy.pool.impl.NullPool" and pools["bouncer"]["pgbouncer"]
         assert {name: pool["mode"] for name, pool in pools.items()} == {mode: mode for mode in MODES}
         assert pools["fair"]["pool_class"] == "server.pool.FairQueuePool"
         assert pools["psycopg3"]["driver"] == "psycopg" and pools["threads"]["worker_concurrency"] == 8
