@@ -12,20 +12,18 @@ import pytest
 from locust.env import Environment
 from locust.rpc import Message
 
-from lab.plugin import SleepUser, roles
+from lab.plugin import BurstUser, roles
 from lab.plugin.answers import ANSWERS, FLUSH, FLUSHED
 from lab.plugin.gates import OPEN_GATE
 from lab.servers import free_port
 
 
-class PythonUser(SleepUser):
+class PythonUser(BurstUser):
     endpoint = "python"
-    tasks = [SleepUser.sleep_request]
 
 
-class PostgresUser(SleepUser):
+class PostgresUser(BurstUser):
     endpoint = "postgres"
-    tasks = [SleepUser.sleep_request]
 
 
 class StandInRunner:
@@ -81,7 +79,7 @@ def answer(env, endpoint, sent=1000.0, seconds=1.0, pid=101):
 
 
 def record(endpoint, sent=1000.0, seconds=1.0):
-    return {"request_type": "GET", "name": f"/sleep/{endpoint}/", "response_time": seconds * 1000,
+    return {"endpoint": endpoint, "request_type": "GET", "name": f"/sleep/{endpoint}/", "response_time": seconds * 1000,
             "response_length": 50, "start_time": sent, "status_code": 200, "exception": None,
             "timing": {"endpoint": endpoint, "sent": sent, "done": sent + seconds, "server_started": sent,
                        "server_finished": sent + seconds, "pool_wait": "", "connect_seconds": "",
