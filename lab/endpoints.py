@@ -23,6 +23,12 @@ class Endpoint:
         """The lab's endpoint served at this path ('python', 'postgres'), or None: what /pool's facts predict."""
         return next((e for e in contract.ENDPOINTS if contract.sleep_path(e) == self.path), None)
 
+    @property
+    def request_name(self):
+        """What Locust reports its requests by (its statistics, CSV, request log): the path, or the name
+        a locustfile gave the endpoint, which tells two endpoints of one path apart."""
+        return self.path if self.name in (self.path, self.lab) else self.name
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -50,7 +56,7 @@ class Endpoints:
     def of_request(self, request_name):
         """The endpoint's name of a request Locust reports by `request_name` (its path), or None: a request
         of a user's own that is not a burst endpoint's."""
-        return next((e.name for e in self.items if request_name in (e.path, e.name)), None)
+        return next((e.name for e in self.items if e.request_name == request_name), None)
 
     def of_lab(self, lab_endpoint):
         """The name of the run's endpoint that is the lab's `lab_endpoint` ('postgres'), or None."""

@@ -5,7 +5,9 @@ A burst sends N requests at once. An endpoint that serves at most K at once answ
 together, about one service time D after the burst began, and the rest in later waves, each about
 D after the one before; an endpoint with no limit below N answers all N in one wave. So the first
 wave's size is the limit, and the waves' spacing the service time, when the waves look like that:
-no wave but the last smaller than the first, none larger, and every spacing about the same.
+no wave larger than the one before, and every spacing about the same. Later waves may shrink before
+the last: where several workers each hold part of the limit, the kernel spreads the burst's
+connections unevenly, and the workers that got fewer finish early (docs/workers.md).
 """
 
 import statistics
@@ -88,8 +90,10 @@ def infer(completions, sent):
     low, high = SPACING_TOLERANCE
     evidence = (f"waves {' '.join(map(str, sizes))} at {at} s: the first held {limit} of {sent}, the next "
                 f"followed {' '.join(f'{s:.2f}' for s in spacings)} s apart{failed_note}")
-    if any(size > limit for size in sizes[1:]) or any(size < limit for size in sizes[1:-1]):
+    if any(later > earlier for earlier, later in zip(sizes, sizes[1:])):
         return Inference(None, None, f"irregular waves, not one limit's stairs: {evidence}")
+    if any(size < limit for size in sizes[1:-1]):
+        evidence += "; later waves shrink: the requests spread unevenly over what holds the limit (workers)"
     if not all(low * service <= s <= high * service for s in [*spacings, times[0]]):
         return Inference(None, None, f"irregular spacing, not one service time apart: {evidence}")
     return Inference(limit, round(service, 3), evidence, LIMIT)

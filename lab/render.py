@@ -184,6 +184,8 @@ def format_summary(summaries, facts=None, warnings=(), never_began=(), unpredict
             pool += (f"; PostgreSQL max_connections {ceiling['max_connections']}, {ceiling['open_connections']} "
                      f"open, {ceiling['accepts']} more accepted")
         lines.append(f"pool-lab burst on the {facts['mode']} mode: {pool}")
+    elif unpredicted:
+        lines.append(f"pool-lab burst ({unpredicted}): each limit below is inferred from the answers alone")
     lines += [f"WARNING: {warning}" for warning in warnings]
     stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
     for s in summaries:

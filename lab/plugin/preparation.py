@@ -67,7 +67,7 @@ class Preparation:
         self.postgres = settings.endpoints.of_lab("postgres")
         # --ignore-facts: as if /pool had not answered; the lab's server still takes ?seconds=.
         self.facts = None if settings.ignore_facts else fetch_facts(host)
-        self.unpredicted = ("/pool ignored (--ignore-facts)" if settings.ignore_facts else
+        self.unpredicted = ("/pool ignored: --ignore-facts" if settings.ignore_facts else
                             "the server's /pool did not answer")
         # What each request sleeps: the option, else the server's default (unknown without /pool).
         self.sleep = float(settings.sleep_seconds) if settings.sleep_seconds else (self.facts or {}).get(
@@ -126,8 +126,9 @@ class Preparation:
         Only the mode's: those the burst opened, and its pool's idle connections it took up again
         (/pool's checked_in before the burst); every other client's are left out and counted.
         """
-        if not self.postgres:
-            self.memory_note = "not sampled: the run has no postgres endpoint of the lab's"
+        if not (self.postgres and self.facts):
+            self.memory_note = ("not sampled: the server's database is unknown (no /pool)" if self.postgres else
+                                "not sampled: the run has no postgres endpoint of the lab's")
             return
         self.burst.wait_begun(self.postgres)
         gevent.sleep((self.sleep or 0) / 2)

@@ -51,7 +51,8 @@ class BurstUser(FastHttpUser):
         to the client: json=, headers=...), then rest until the run stops."""
         self.gates.wait_turn(self.endpoint)
         params = {**self.options.settings.query_for(self.endpoint), **kwargs.pop("params", {})}
-        with self.client.request(method, self.path, params=params, name=self.path, catch_response=True,
+        name = self.endpoint_of_class().request_name
+        with self.client.request(method, self.path, params=params, name=name, catch_response=True,
                                  **kwargs) as response:
             if response.status_code != 200:
                 response.failure(contract.failure_message(response.status_code, response.text))
