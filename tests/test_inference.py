@@ -46,6 +46,11 @@ def test_waves_that_are_not_one_service_time_apart_are_irregular():
     answers = [Completion("e", at) for at in (1.0, 1.0, 2.0, 2.0, 5.0, 5.0)]
     found = infer(answers, 6)
     assert found.verdict == NOT_INFERABLE and found.evidence.startswith("irregular spacing")
+    # The first wave may come later than one service time (it opens the connections), not much sooner.
+    late_first = [Completion("e", at) for at in (0.78, 0.78, 1.3, 1.3, 1.82)]
+    assert infer(late_first, 5).limit == 2
+    early_first = [Completion("e", at) for at in (0.2, 0.2, 1.2, 1.2, 2.2)]
+    assert infer(early_first, 5).verdict == NOT_INFERABLE
 
 
 def test_failures_only_say_so_and_infer_nothing():

@@ -63,7 +63,7 @@ def test_hundred_user_profile_in_green_mode_fills_the_pool_first(running_mode, t
     assert f"first wave 15, measured 15; ideal total {7 * SLEEP:.2f} s" in result.stdout  # 7 waves of 15
     # The same limit inferred from the answers alone, its cause named from /pool.
     postgres = result.stdout.split("postgres: 100 requests")[1]
-    assert "inferred: at most 15 at once" in postgres
+    assert "inferred: at most 15 at once" in postgres, postgres
     assert "cause, from /pool: limit 15: waves of the pool limit: pool_size 5 + max_overflow 10" in postgres
     with open(f"{prefix}_result.json") as result_file:
         inferred = {s["endpoint"]: s["inferred"] for s in json.load(result_file)["summaries"]}
