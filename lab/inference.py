@@ -98,8 +98,8 @@ def infer(completions, sent):
     if any(later > earlier for earlier, later in zip(sizes, sizes[1:])):
         return Inference(None, None, f"irregular waves, not one limit's stairs: {evidence}")
     if any(size < limit for size in sizes[1:-1]):
-        evidence += ("; later waves shrink: fewer ran at once after the first (several workers' uneven spread, or "
-                     "stock QueuePool closing its overflow connections)")
+        # Which of the causes in the docstring, the answers do not tell: /pool's facts do (render's UNEVEN line).
+        evidence += "; later waves shrink: fewer ran at once after the first"
     if not (all(low * service <= s <= high * service for s in spacings)
             and low * service <= times[0] <= FIRST_WAVE_LATEST * service):
         return Inference(None, None, f"irregular spacing, not one service time apart: {evidence}")
