@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from contract import ENDPOINTS
 
+from .inference import Inference, group_by_gaps, infer
 from .waves import Prediction, Wave, group_waves, limits, pooler_of, predict
 
 
@@ -22,6 +23,8 @@ class EndpointSummary:
     sent: int = 0
     # {worker pid: requests it answered}, from the answers that carry a pid (a failure's carries none).
     served_by: dict = field(default_factory=dict)
+    # The limit the burst shows, from its answers alone (lab.inference): beside the prediction, or instead.
+    inferred: Inference = None
 
     @property
     def in_flight(self):
@@ -56,7 +59,8 @@ class EndpointSummary:
         served_by = {int(pid): count for pid, count in data.get("served_by", {}).items()}
         # Files from before the count of answers was called so: it was "requests".
         data = {("answered" if key == "requests" else key): value for key, value in data.items()}
-        return cls(**{**data, "waves": [Wave(**wave) for wave in data["waves"]], "prediction": prediction,
+        inferred = data.get("inferred") and Inference(**data["inferred"])
+        return cls(**{**data, "inferred": inferred, "waves": [Wave(**wave) for wave in data["waves"]], "prediction": prediction,
                       "failures": Counter(data["failures"]), "served_by": served_by})
 
 
@@ -94,30 +98,37 @@ def worker_spread(endpoint, served_by, sleep, facts):
                   spread_total=len(waves) * sleep, wave_sizes=tuple(waves))
 
 
-def summarize(completions, sleep=None, facts=None, sent=None, timings=()):
-    """One EndpointSummary per endpoint, in burst order.
+def summarize(completions, sleep=None, facts=None, sent=None, timings=(), order=ENDPOINTS, lab_endpoints=None):
+    """One EndpointSummary per endpoint of a burst, in burst order (`order`: the run's endpoint names).
 
-    `sleep` (seconds per request) turns on wave grouping: a burst run. `facts`, the
-    server's /pool answer, adds the prediction, made for the requests `sent` per endpoint
-    (by default, those answered). `timings`, the server timing rows, say which worker served each.
+    `sleep` (seconds per request) groups the waves by half of it; unknown (None), by the answers'
+    gaps (lab.inference.group_by_gaps). `facts`, the server's /pool answer, adds the prediction,
+    made for the requests `sent` per endpoint (by default, those answered), for the endpoints that
+    are the lab's (`lab_endpoints`: name -> 'python' or 'postgres'; by default the names themselves).
+    `timings`, the server timing rows, say which worker served each. Every endpoint gets the
+    limit inferred from its answers alone.
     """
+    order = tuple(order)
+    lab_endpoints = {e: e for e in ENDPOINTS} if lab_endpoints is None else lab_endpoints
     sent = {**{e: len(done) for e, done in completions.items()}, **(sent or {})}
     served_by = {}
     for timing in timings:
         if timing.get("pid"):
             served_by.setdefault(timing["endpoint"], Counter())[timing["pid"]] += 1
     summaries = []
-    for endpoint in sorted(sent, key=lambda e: (ENDPOINTS + (e,)).index(e)):
+    for endpoint in sorted(sent, key=lambda e: (order + (e,)).index(e)):
         done = completions.get(endpoint, [])
+        lab = lab_endpoints.get(endpoint)
         summaries.append(EndpointSummary(
             endpoint=endpoint,
             answered=len(done),
             total=max((c.at for c in done), default=0.0),
-            waves=group_waves(done, sleep) if sleep is not None else [],
-            prediction=predict(endpoint, sent[endpoint], sleep, facts) if facts and sleep is not None else None,
+            waves=group_waves(done, sleep) if sleep is not None else group_by_gaps(done),
+            prediction=predict(lab, sent[endpoint], sleep, facts) if facts and lab and sleep is not None else None,
             failures=Counter(c.failure for c in done if c.failure),
             sent=sent[endpoint],
             served_by=dict(served_by.get(endpoint, {})),
+            inferred=infer(done, sent[endpoint]),
         ))
     return summaries
 

@@ -3,13 +3,17 @@
 from contract import FAILURE_CAUSES, POOLER_QUERY_WAIT_TIMEOUT, endpoint_of
 
 from .analysis import stop_notes, worker_spread
-from .waves import pooler_of
+from .inference import LIMIT, NO_LIMIT
+from .waves import limits, pooler_of
+
+# Why an endpoint has no prediction, when /pool answered: the prediction is of the lab's sleep endpoints.
+NOT_A_LAB_ENDPOINT = "not one of the lab's sleep endpoints"
 
 # The web UI's Waves tab: a row per endpoint of the last burst, (key, column title).
 WAVES_TAB = (("endpoint", "Endpoint"), ("answered", "Answered"), ("waves", "Waves"), ("predicted", "Predicted"),
              ("total_s", "Total (s)"), ("ideal_s", "Ideal (s)"), ("ratio", "Measured/ideal"),
              ("model_s", "Model (s)"), ("model_ratio", "Measured/model"),
-             ("failures", "Failures by cause"), ("note", "Note"))
+             ("inferred", "Inferred"), ("failures", "Failures by cause"), ("note", "Note"))
 
 
 def sizes(numbers):
@@ -98,7 +102,29 @@ def spread_lines(summary, facts):
     return lines
 
 
-def waves_tab_rows(summaries, facts, warnings=(), never_began=()):
+def inference_lines(summary, facts, lab_endpoint):
+    """The limit inferred from the burst's answers alone; where /pool answered, the cause it names for the
+    limit found (lab.waves.limits: the reasons the prediction gives), or that the two differ."""
+    inferred = summary.inferred
+    if inferred is None:
+        return []
+    lines = [f"inferred: {inferred.text(summary.sent)}"]
+    if not (facts and lab_endpoint and summary.prediction) or inferred.verdict not in (LIMIT, NO_LIMIT):
+        return lines
+    tightest, why = min(limits(lab_endpoint, facts), key=lambda limit: limit[0])
+    predicted = min(tightest, summary.sent)
+    found = inferred.limit if inferred.verdict == LIMIT else summary.sent
+    if summary.prediction.refused or summary.prediction.timed_out:
+        return lines  # refusals are not waves: the prediction's own lines compare them
+    if found == predicted and inferred.verdict == LIMIT:
+        lines.append(f"cause, from /pool: limit {found}: {why}")
+    elif found != predicted:
+        lines.append(f"INFERRED DIFFERS from /pool: {found} at once inferred, {predicted} predicted (limit "
+                     f"{tightest}: {why})")
+    return lines
+
+
+def waves_tab_rows(summaries, facts, warnings=(), never_began=(), lab_endpoints=None):
     """The web UI's Waves tab (WAVES_TAB): a row per endpoint of the burst, beside its prediction."""
     stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
     rows = []
@@ -108,12 +134,15 @@ def waves_tab_rows(summaries, facts, warnings=(), never_began=()):
             notes.append(f"UNEVEN: {uneven_cause(s, facts, warnings)}")
         if s.prediction:
             notes += [line.strip() for line in spread_lines(s, facts)]
+        inferred = inference_lines(s, facts, (lab_endpoints or {}).get(s.endpoint, s.endpoint))
+        notes += inferred[1:]
         rows.append({"endpoint": s.endpoint, "answered": s.answered, "waves": sizes(w.size for w in s.waves),
                      "predicted": sizes(s.prediction.wave_sizes) if s.prediction else "unavailable",
                      "total_s": f"{s.total:.2f}", "ideal_s": f"{s.prediction.ideal_total:.2f}" if s.prediction else "",
                      "ratio": "" if s.ratio is None else f"{s.ratio:.2f}",
                      "model_s": f"{s.prediction.model_total:.2f}" if s.prediction and s.prediction.model_total else "",
                      "model_ratio": "" if s.model_ratio is None else f"{s.model_ratio:.2f}",
+                     "inferred": inferred[0].removeprefix("inferred: ") if inferred else "",
                      "failures": ", ".join(f"{cause} {n}" for cause, n in sorted(s.failures.items())) or "none",
                      "note": "; ".join(filter(None, notes))})
     return rows + [{**dict.fromkeys((key for key, _ in WAVES_TAB), ""), "endpoint": endpoint, "answered": 0,
@@ -134,8 +163,10 @@ def burst_title(facts, host, started):
     return f"pool-lab burst on the {facts['mode']} mode ({pool_words(facts)}) at {host}, {started}"
 
 
-def format_summary(summaries, facts=None, warnings=(), never_began=()):
-    """The burst's summary as the terminal shows it."""
+def format_summary(summaries, facts=None, warnings=(), never_began=(), unpredicted=None, lab_endpoints=None):
+    """The burst's summary as the terminal shows it; `unpredicted` says why there are no predictions
+    without facts; `lab_endpoints`: name -> the lab's endpoint it is (by default the names themselves)."""
+    lab_endpoints = {} if lab_endpoints is None else lab_endpoints
     lines = []
     if facts is not None:
         pool = (f"pool_size {facts['pool_size']} + max_overflow {facts['max_overflow']}, pool timeout "
@@ -153,6 +184,8 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
             pool += (f"; PostgreSQL max_connections {ceiling['max_connections']}, {ceiling['open_connections']} "
                      f"open, {ceiling['accepts']} more accepted")
         lines.append(f"pool-lab burst on the {facts['mode']} mode: {pool}")
+    elif unpredicted:
+        lines.append(f"pool-lab burst ({unpredicted}): each limit below is inferred from the answers alone")
     lines += [f"WARNING: {warning}" for warning in warnings]
     stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
     for s in summaries:
@@ -162,8 +195,10 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
         lines.append(line)
         if s.endpoint in stopped:
             lines.append(f"  {stopped[s.endpoint]}")
+        lab = lab_endpoints.get(s.endpoint, s.endpoint)
         if s.waves and s.prediction is None:
-            lines.append("  prediction: unavailable (the server's /pool did not answer)")
+            why = NOT_A_LAB_ENDPOINT if facts else unpredicted or "the server's /pool did not answer"
+            lines.append(f"  prediction: unavailable ({why})")
         elif s.waves:
             p = s.prediction
             measured = ratio_text(s.ratio, s)
@@ -183,6 +218,8 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
             if s.uneven and s.ratio is not None:
                 lines.append(f"  UNEVEN: the waves differ from the prediction ({uneven_cause(s, facts, warnings)})")
             lines += spread_lines(s, facts)
+        if s.waves:
+            lines += [f"  {line}" for line in inference_lines(s, facts, lab)]
         if s.failures:
             lines.append("  failures: " + ", ".join(f"{cause} {s.failures[cause]}"
                                                      for cause in FAILURE_CAUSES if s.failures[cause]))
@@ -216,9 +253,10 @@ def format_costs(costs):
     return lines
 
 
-def format_steady(entries):
-    """A steady run's summary from Locust's statistics entries: requests, failures, response times."""
-    lines = [f"{endpoint_of(entry.name)}: {entry.num_requests} requests, {entry.num_failures} failed; response time "
+def format_steady(entries, name_of=endpoint_of):
+    """A steady run's summary from Locust's statistics entries: requests, failures, response times;
+    `name_of` names an entry's endpoint."""
+    lines = [f"{name_of(entry.name)}: {entry.num_requests} requests, {entry.num_failures} failed; response time "
              f"median {entry.median_response_time:.0f} ms, 95th percentile "
              f"{entry.get_response_time_percentile(0.95):.0f} ms" for entry in sorted(entries, key=lambda e: e.name)]
     return "\n".join(lines) or "no request was sent"

@@ -1,5 +1,6 @@
 """Real headless Locust runs of the lab's profiles against real modes."""
 
+import json
 import re
 import subprocess
 import sys
@@ -42,6 +43,11 @@ def test_five_user_profile_shows_each_mode_and_ends_by_itself(running_mode, tmp_
     assert (tmp_path / "five.html").stat().st_size > 0
     assert f"pool-lab burst on the {mode} mode" in result.stdout
     assert "failures: none" in result.stdout and "UNEVEN" not in result.stdout
+    # Inferred from the answers alone, beside the prediction: the same limit (1: serial; none below 5 else).
+    for endpoint, waves in (("python", python_waves), ("postgres", postgres_waves)):
+        said = "at most 1 at once" if len(waves) > 1 else "no limit below 5"
+        assert f"inferred: {said}" in result.stdout.split(f"{endpoint}: 5 requests")[1]
+    assert "INFERRED DIFFERS" not in result.stdout
 
 
 def test_hundred_user_profile_in_green_mode_fills_the_pool_first(running_mode, tmp_path):
@@ -55,6 +61,13 @@ def test_hundred_user_profile_in_green_mode_fills_the_pool_first(running_mode, t
     rows = read_csv(f"{prefix}_waves.csv")
     assert [int(r["predicted_size"]) for r in rows if r["endpoint"] == "postgres"][:7] == [15] * 6 + [10]
     assert f"first wave 15, measured 15; ideal total {7 * SLEEP:.2f} s" in result.stdout  # 7 waves of 15
+    # The same limit inferred from the answers alone, its cause named from /pool.
+    postgres = result.stdout.split("postgres: 100 requests")[1]
+    assert "inferred: at most 15 at once" in postgres, postgres
+    assert "cause, from /pool: limit 15: waves of the pool limit: pool_size 5 + max_overflow 10" in postgres
+    with open(f"{prefix}_result.json") as result_file:
+        inferred = {s["endpoint"]: s["inferred"] for s in json.load(result_file)["summaries"]}
+    assert (inferred["postgres"]["limit"], inferred["python"]["limit"]) == (15, None)
     assert "spawn rate is very high" not in result.stderr
 
 

@@ -12,20 +12,18 @@ import pytest
 from locust.env import Environment
 from locust.rpc import Message
 
-from lab.plugin import SleepUser, roles
+from lab.plugin import BurstUser, roles
 from lab.plugin.answers import ANSWERS, FLUSH, FLUSHED
 from lab.plugin.gates import OPEN_GATE
 from lab.servers import free_port
 
 
-class PythonUser(SleepUser):
+class PythonUser(BurstUser):
     endpoint = "python"
-    tasks = [SleepUser.sleep_request]
 
 
-class PostgresUser(SleepUser):
+class PostgresUser(BurstUser):
     endpoint = "postgres"
-    tasks = [SleepUser.sleep_request]
 
 
 class StandInRunner:
@@ -81,7 +79,7 @@ def answer(env, endpoint, sent=1000.0, seconds=1.0, pid=101):
 
 
 def record(endpoint, sent=1000.0, seconds=1.0):
-    return {"request_type": "GET", "name": f"/sleep/{endpoint}/", "response_time": seconds * 1000,
+    return {"endpoint": endpoint, "request_type": "GET", "name": f"/sleep/{endpoint}/", "response_time": seconds * 1000,
             "response_length": 50, "start_time": sent, "status_code": 200, "exception": None,
             "timing": {"endpoint": endpoint, "sent": sent, "done": sent + seconds, "server_started": sent,
                        "server_finished": sent + seconds, "pool_wait": "", "connect_seconds": "",
@@ -261,3 +259,34 @@ def test_options_the_web_ui_form_gives_as_typed_are_checked_at_the_start(tmp_pat
     assert "--idle-wait must be a number, got 'abc'" in caplog.text
     # No run began: nothing was prepared, no request log opened.
     assert not local.reporting.intake.open and not (tmp_path / "run_requests.csv").exists()
+
+
+def path_answer(env, path, sent=1000.0, seconds=0.5):
+    """Fire Locust's request event for one answer of another app's path: no timing fields in its body."""
+    env.events.request.fire(request_type="GET", name=path, response_time=seconds * 1000, response_length=2,
+                            response=SimpleNamespace(status_code=200, text="{}"), exception=None, start_time=sent,
+                            context={})
+
+
+def test_paths_replace_the_lab_endpoints_with_a_user_class_each_bursting_in_their_order(tmp_path, capsys):
+    env = environment(tmp_path, {"PathUser1": 2, "PathUser2": 1}, path=["/b", "/a"], sleep_seconds="")
+    local = roles.Local(env)
+    assert [(cls.__name__, cls.path, cls.endpoint) for cls in env.user_classes] == [
+        ("PathUser1", "/b", "/b"), ("PathUser2", "/a", "/a")]
+    start(env)
+    gates = local.gates
+    assert gates.is_open("/b") and not gates.is_open("/a")
+    # Not the lab's server: no ?seconds=, whatever --sleep-seconds says.
+    assert local.options.settings.query_for("/b") == {}
+    path_answer(env, "/b")
+    path_answer(env, "/login")  # a request of no burst endpoint: not counted
+    assert not gates.is_open("/a")
+    path_answer(env, "/b", seconds=0.51)
+    assert gates.is_open("/a")
+    path_answer(env, "/a")
+    settle(lambda: env.runner.stopped)
+    assert waves(tmp_path) == [("/b", "2"), ("/a", "1")]
+    output = capsys.readouterr().out
+    assert "/b: 2 requests" in output and "inferred: no limit below 2" in output
+    with open(tmp_path / "run_result.json") as result:
+        assert [s["endpoint"] for s in json.load(result)["summaries"]] == ["/b", "/a"]

@@ -15,7 +15,7 @@ FACTS = facts("green", pool_size=2, max_overflow=1)
 
 def record(sent, response_time_ms, status_code=200, exception=None, endpoint="postgres"):
     """One answer's record as lab.records.answer_record makes it from Locust's request event."""
-    return {"request_type": "GET", "name": f"/sleep/{endpoint}/", "response_time": response_time_ms,
+    return {"endpoint": endpoint, "request_type": "GET", "name": f"/sleep/{endpoint}/", "response_time": response_time_ms,
             "response_length": 90, "start_time": sent, "status_code": status_code, "exception": exception,
             "timing": None}
 

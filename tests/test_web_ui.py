@@ -67,8 +67,10 @@ def test_a_burst_in_the_browser_shows_its_waves_and_keeps_its_options(running_mo
         rows.first.wait_for()
         table = [row.locator("td").all_inner_texts() for row in rows.all()]
         page.screenshot(path=tmp_path / "waves-tab.png")
-        assert [(r[0], r[1], r[2], r[3], r[9]) for r in table] == [
+        assert [(r[0], r[1], r[2], r[3], r[10]) for r in table] == [
             ("python", "5", "5", "5", "none"), ("postgres", "5", "5", "5", "none")]
+        # The limit inferred from the answers alone, beside the prediction: none below the burst's 5.
+        assert all(r[9].startswith("no limit below 5, about") for r in table), table
         # The CPU model beside the ideal: at or a little above it (5 x c), from the mode's calibration.
         assert all(float(r[7]) >= float(r[5]) and float(r[8]) > 0 for r in table), table
 

@@ -11,8 +11,6 @@ import time
 
 import gevent
 
-from contract import endpoint_of
-
 from ..files import RequestLog
 from ..records import answer_record
 
@@ -54,7 +52,7 @@ class Intake:
         if self.request_log:  # closed once Locust quits: answers of users it kills on the way still count
             self.request_log.write(records)
         for record in records:
-            self.burst.answered(endpoint_of(record["name"]))
+            self.burst.answered(record["endpoint"])
 
     def finish(self):
         """The burst's records, once: None if they were already taken for its report."""
@@ -80,8 +78,9 @@ class LocalAnswers:
 
     def on_request(self, name, **kwargs):
         # Burst runs only: a steady run may answer millions, which the waves have no use for.
-        if self.options.settings.burst:
-            self.intake.take([answer_record(name=name, **kwargs)])
+        endpoint = self.options.settings.endpoints.of_request(name)
+        if self.options.settings.burst and endpoint:
+            self.intake.take([answer_record(endpoint, name=name, **kwargs)])
 
 
 class AnswerSender:
@@ -108,10 +107,10 @@ class AnswerSender:
         self.left[endpoint] = users
 
     def on_request(self, name, **kwargs):
-        if not self.options.settings.burst:
+        endpoint = self.options.settings.endpoints.of_request(name)
+        if not self.options.settings.burst or not endpoint:
             return
-        endpoint = endpoint_of(name)
-        self.unsent.append(answer_record(name=name, **kwargs))
+        self.unsent.append(answer_record(endpoint, name=name, **kwargs))
         self.left[endpoint] = self.left.get(endpoint, 0) - 1
         if self.left[endpoint] == 0:
             self.send()

@@ -17,8 +17,6 @@ import locust.stats
 from gevent.event import Event
 from locust.event import EventHook
 
-from contract import ENDPOINTS
-
 from .gates import OPEN_GATE
 
 log = logging.getLogger("pool-lab")
@@ -42,8 +40,8 @@ class Burst:
         options.run_starting.add_listener(self.reset)
         environment.events.spawning_complete.add_listener(self.on_spawning_complete)
 
-    def reset(self, **kwargs):
-        self._opened = {endpoint: Event() for endpoint in ENDPOINTS}
+    def reset(self, settings=None, **kwargs):
+        self._opened = {endpoint: Event() for endpoint in (settings or self.options.settings).endpoints.names}
         self._waiting = {}
         self._order = []
         # Requests each endpoint's users have sent (all of them, when its gate opens):
@@ -62,10 +60,12 @@ class Burst:
     def begin(self, users_per_class):
         """All users are spawned: open the first endpoint that has users."""
         # A class left without tasks by --tags spawns users that never send: don't wait for them.
-        users = {cls.endpoint: users_per_class.get(cls.__name__, 0) if cls.tasks else 0
-                 for cls in self.environment.user_classes}
+        users = Counter()
+        for cls in self.environment.user_classes:
+            if getattr(cls, "endpoint", None) and cls.tasks:
+                users[cls.endpoint] += users_per_class.get(cls.__name__, 0)
         self._waiting = {e: n for e, n in users.items() if n > 0}
-        self._order = [e for e in ENDPOINTS if e in self._waiting]
+        self._order = [e for e in self.options.settings.endpoints.names if e in self._waiting]
         self._open_next()
 
     def open_gate(self, endpoint):
@@ -73,6 +73,9 @@ class Burst:
 
     def wait_begun(self, endpoint):
         self._opened[endpoint].wait()
+
+    def begun(self, endpoint):
+        return endpoint in self._opened
 
     def never_began(self):
         """Endpoints with users whose turn had not come when the run stopped."""

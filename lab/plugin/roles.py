@@ -15,13 +15,13 @@ from .interrupt import Interruption
 from .options import Options
 from .preparation import Preparation
 from .reporter import BurstReporter, DistributedSteadySummary, SteadySummary, Summary
-from .users import SleepUser
+from .users import BurstUser
 from .web_ui import WebUIExtension
 
 
 def give_users(gates, options):
     """The users of this process wait at these gates and send with these options."""
-    SleepUser.gates, SleepUser.options = gates, options
+    BurstUser.gates, BurstUser.options = gates, options
 
 
 class Reporting:
