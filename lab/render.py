@@ -1,12 +1,13 @@
 """A burst's summaries as words: the terminal summary, the web UI's Waves tab, and tables."""
 
-from contract import FAILURE_CAUSES, POOLER_QUERY_WAIT_TIMEOUT, endpoint_of
+from contract import POOLER_QUERY_WAIT_TIMEOUT, endpoint_of
 
-from .analysis import stop_notes, worker_spread
+from .analysis import counts_note, failure_words, stop_notes, stopped_worker, worker_spread
 from .waves import pooler_of
 
 # The web UI's Waves tab: a row per endpoint of the last burst, (key, column title).
-WAVES_TAB = (("endpoint", "Endpoint"), ("answered", "Answered"), ("waves", "Waves"), ("predicted", "Predicted"),
+WAVES_TAB = (("endpoint", "Endpoint"), ("sent", "Sent"), ("answered", "Answered"), ("failed", "Failed"),
+             ("in_flight", "In flight"), ("waves", "Waves"), ("predicted", "Predicted"),
              ("total_s", "Total (s)"), ("ideal_s", "Ideal (s)"), ("ratio", "Measured/ideal"),
              ("model_s", "Model (s)"), ("model_ratio", "Measured/model"),
              ("failures", "Failures by cause"), ("note", "Note"))
@@ -39,6 +40,8 @@ def ratio_text(ratio, summary):
         return f"{ratio:.2f}"
     if summary.in_flight:
         return "stopped early"
+    if summary.cut_short:
+        return "none (requests lost with their connections)"
     return "none (0 s sleeps: an ideal of 0 s; the model's ratio is the verdict)"
 
 
@@ -101,22 +104,24 @@ def spread_lines(summary, facts):
 def waves_tab_rows(summaries, facts, warnings=(), never_began=()):
     """The web UI's Waves tab (WAVES_TAB): a row per endpoint of the burst, beside its prediction."""
     stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
+    lost = stopped_worker(summaries, facts)
     rows = []
     for s in summaries:
-        notes = [stopped.get(s.endpoint), *(f"WARNING: {w}" for w in warnings)]
+        notes = [stopped.get(s.endpoint), lost and s.endpoint in lost.lost and lost.note,
+                 *(f"WARNING: {w}" for w in warnings)]
         if s.uneven and s.ratio is not None:
             notes.append(f"UNEVEN: {uneven_cause(s, facts, warnings)}")
         if s.prediction:
             notes += [line.strip() for line in spread_lines(s, facts)]
-        rows.append({"endpoint": s.endpoint, "answered": s.answered, "waves": sizes(w.size for w in s.waves),
+        rows.append({"endpoint": s.endpoint, **s.counts, "waves": sizes(w.size for w in s.waves),
                      "predicted": sizes(s.prediction.wave_sizes) if s.prediction else "unavailable",
                      "total_s": f"{s.total:.2f}", "ideal_s": f"{s.prediction.ideal_total:.2f}" if s.prediction else "",
                      "ratio": "" if s.ratio is None else f"{s.ratio:.2f}",
                      "model_s": f"{s.prediction.model_total:.2f}" if s.prediction and s.prediction.model_total else "",
                      "model_ratio": "" if s.model_ratio is None else f"{s.model_ratio:.2f}",
-                     "failures": ", ".join(f"{cause} {n}" for cause, n in sorted(s.failures.items())) or "none",
+                     "failures": failure_words(s),
                      "note": "; ".join(filter(None, notes))})
-    return rows + [{**dict.fromkeys((key for key, _ in WAVES_TAB), ""), "endpoint": endpoint, "answered": 0,
+    return rows + [{**dict.fromkeys((key for key, _ in WAVES_TAB), ""), "endpoint": endpoint, "sent": 0,
                     "note": stopped[endpoint]} for endpoint in never_began]
 
 
@@ -156,7 +161,7 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
     lines += [f"WARNING: {warning}" for warning in warnings]
     stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
     for s in summaries:
-        line = f"{s.endpoint}: {counted(s.answered, 'request')}, total {s.total:.2f} s"
+        line = f"{s.endpoint}: {counted(s.sent, 'request')}, total {s.total:.2f} s"
         if s.waves:
             line += f", {waves_phrase(w.size for w in s.waves)}"
         lines.append(line)
@@ -175,7 +180,7 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
                 f"; measured/model {ratio_text(s.model_ratio, s)}"))
             if p.refused:
                 lines.append(f"  predicted {s.sent - p.refused - p.timed_out} succeeded and {p.refused} {p.refused_as}; "
-                             f"measured {s.answered - sum(s.failures.values())} succeeded and "
+                             f"measured {s.answered} succeeded and "
                              f"{s.failures[p.refused_as]} {p.refused_as}")
             if p.timed_out:
                 lines.append(f"  predicted {p.timed_out} {POOLER_QUERY_WAIT_TIMEOUT} at about {p.timed_out_at:g} s; "
@@ -183,13 +188,13 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
             if s.uneven and s.ratio is not None:
                 lines.append(f"  UNEVEN: the waves differ from the prediction ({uneven_cause(s, facts, warnings)})")
             lines += spread_lines(s, facts)
-        if s.failures:
-            lines.append("  failures: " + ", ".join(f"{cause} {s.failures[cause]}"
-                                                     for cause in FAILURE_CAUSES if s.failures[cause]))
-        else:
-            lines.append("  failures: none")
+        lines.append(f"  {counts_note(s, causes=False)}; failures: {failure_words(s)}")
     lines += [f"{endpoint}: {stopped[endpoint]}" for endpoint in never_began]
+    lost = stopped_worker(summaries, facts)
+    if lost:
+        lines.append(lost.note)
     return "\n".join(lines)
+
 
 
 def format_costs(costs):

@@ -19,7 +19,8 @@ def wave_sizes(prefix):
     assert tuple(rows[0]) == WAVES_COLUMNS
     sizes = {}
     for row in rows:
-        sizes.setdefault(row["endpoint"], []).append(int(row["size"]))
+        if row["wave"]:  # not a row of counts or notes
+            sizes.setdefault(row["endpoint"], []).append(int(row["size"]))
     return sizes
 
 
@@ -53,7 +54,7 @@ def test_hundred_user_profile_in_green_mode_fills_the_pool_first(running_mode, t
     assert sizes["postgres"][0] == 5 + 10
     assert sum(sizes["postgres"]) == 100
     rows = read_csv(f"{prefix}_waves.csv")
-    assert [int(r["predicted_size"]) for r in rows if r["endpoint"] == "postgres"][:7] == [15] * 6 + [10]
+    assert [int(r["predicted_size"]) for r in rows if r["endpoint"] == "postgres" and r["wave"]][:7] == [15] * 6 + [10]
     assert f"first wave 15, measured 15; ideal total {7 * SLEEP:.2f} s" in result.stdout  # 7 waves of 15
     assert "spawn rate is very high" not in result.stderr
 
@@ -69,7 +70,8 @@ def test_pool_timeouts_are_counted_by_cause(running_mode, tmp_path):
     assert "failures: pool_timeout 4" in result.stdout
     assert "pool timeout 1 s" in result.stdout
     rows = read_csv(f"{prefix}_waves.csv")
-    assert sum(int(r["failures"]) for r in rows) == 4
+    assert sum(int(r["failures"]) for r in rows if r["wave"]) == 4
+    assert "COUNTS: sent 5 = answered 1 + failed 4 (pool_timeout 4) + in flight 0" in [r["note"] for r in rows]
 
 
 def test_web_ui_offers_the_lab_options_and_runs_a_burst(running_mode, tmp_path):
@@ -134,14 +136,15 @@ def test_a_run_stopped_early_says_what_it_left_behind(running_mode, tmp_path, pr
         time.sleep(0.1)
     locust.send_signal(signal.SIGTERM)
     output, _ = locust.communicate(timeout=60)
-    stopped = re.search(r"STOPPED EARLY: 5 sent, (\d) answered, (\d) still in flight", output)
+    stopped = re.search(r"STOPPED EARLY: 5 sent, (\d) answered, 0 failed, (\d) still in flight", output)
     assert stopped, output
     answered, in_flight = map(int, stopped.groups())
     assert answered + in_flight == 5 and 0 < answered < 5
     assert "predicted: 1 1 1 1 1" in output  # for the 5 sent, not the answered
     assert "postgres: STOPPED EARLY: never began (the run stopped first)" in output
     notes = [row["note"] for row in read_csv(f"{prefix}_waves.csv") if row["note"]]
-    assert notes == [stopped.group(0), "STOPPED EARLY: never began (the run stopped first)"]
+    assert notes == [f"COUNTS: sent 5 = answered {answered} + failed 0 + in flight {in_flight}", stopped.group(0),
+                     "STOPPED EARLY: never began (the run stopped first)"]
 
 
 def test_a_burst_waits_for_a_busy_pool_then_warns(running_mode, tmp_path):

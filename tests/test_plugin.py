@@ -231,7 +231,7 @@ def test_a_stopping_master_asks_its_workers_for_their_last_answers_first(tmp_pat
     stopping.join(timeout=1)
     assert stopping.ready()
     env.events.test_stop.fire(environment=env)
-    assert "STOPPED EARLY: 2 sent, 1 answered, 1 still in flight" in capsys.readouterr().out
+    assert "STOPPED EARLY: 2 sent, 1 answered, 0 failed, 1 still in flight" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("role", [roles.Local, roles.Master])
@@ -245,11 +245,12 @@ def test_a_stop_before_the_burst_ends_reports_sent_answered_and_in_flight(tmp_pa
         env.runner.deliver(ANSWERS, [record("python")], node_id="worker-1")
     env.events.test_stop.fire(environment=env)
     output = capsys.readouterr().out
-    assert "STOPPED EARLY: 3 sent, 1 answered, 2 still in flight" in output
+    assert "STOPPED EARLY: 3 sent, 1 answered, 0 failed, 2 still in flight" in output
     assert "postgres: STOPPED EARLY: never began (the run stopped first)" in output
     with open(tmp_path / "run_waves.csv", newline="") as rows:
         assert [row["note"] for row in csv.DictReader(rows) if row["note"]] == [
-            "STOPPED EARLY: 3 sent, 1 answered, 2 still in flight",
+            "COUNTS: sent 3 = answered 1 + failed 0 + in flight 2",
+            "STOPPED EARLY: 3 sent, 1 answered, 0 failed, 2 still in flight",
             "STOPPED EARLY: never began (the run stopped first)"]
 
 

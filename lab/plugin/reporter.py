@@ -78,7 +78,7 @@ class BurstReporter:
             return
         summaries = summarize(done, prep.sleep, prep.facts, dict(self.burst.sent), timings)
         self.waves_csv = f"{prep.prefix}_waves.csv"
-        files.write_waves_csv(self.waves_csv, summaries, prep.warnings, never_began)
+        files.write_waves_csv(self.waves_csv, summaries, prep.warnings, never_began, prep.facts)
         files.write_server_timings(f"{prep.prefix}_server_timing.csv", timings)
         costs = connection_costs(timings, prep.memory_sample, None if (
             prep.memory_sample or not self.burst.sent["postgres"]) else prep.memory_note,

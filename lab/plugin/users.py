@@ -4,6 +4,8 @@ from locust import FastHttpUser, constant
 
 import contract
 
+from .single_attempt import SingleAttemptClientPool, is_connection_lost
+
 
 class SleepUser(FastHttpUser):
     """A user of one `endpoint`; locustfile.py declares one subclass per endpoint, with its task."""
@@ -20,10 +22,18 @@ class SleepUser(FastHttpUser):
     # Loopback connects at once, even to a busy sync worker (the kernel's backlog accepts).
     connection_timeout = 10.0
 
+    def __init__(self, environment):
+        super().__init__(environment)
+        if self.options.settings.burst:
+            # A burst sends each request once (lab.plugin.single_attempt says why); steady runs keep Locust's client.
+            agent = self.client.client
+            agent.clientpool = SingleAttemptClientPool(**agent.clientpool.client_args)
+
     def sleep_request(self):
         self.gates.wait_turn(self.endpoint)
         path = contract.sleep_path(self.endpoint)
         with self.client.get(path, params=self.options.settings.query, name=path, catch_response=True) as response:
             if response.status_code != 200:
-                response.failure(contract.failure_message(response.status_code, response.text))
+                lost = is_connection_lost(response.request_meta["exception"])
+                response.failure(contract.failure_message(response.status_code, response.text, lost))
         self.gates.rest()
