@@ -219,7 +219,7 @@ def test_a_stopping_master_asks_its_workers_for_their_last_answers_first(tmp_pat
     env = environment(tmp_path, {"PythonUser": 2, "PostgresUser": 2})
     roles.Master(env)
     runner = env.runner
-    runner.clients.all = [SimpleNamespace(id="worker-1"), SimpleNamespace(id="worker-2")]
+    runner.clients.all = [SimpleNamespace(id=f"worker-{n}", state="running", user_classes_count={}) for n in (1, 2)]
     start(env)
     stopping = gevent.spawn(env.events.test_stopping.fire, environment=env)
     gevent.sleep(0)

@@ -12,9 +12,11 @@ from .answers import AnswerCollector, AnswerSender, Intake, LocalAnswers
 from .burst import Burst, DistributedBurst
 from .gates import Gates, WorkerGates
 from .interrupt import Interruption
+from .lost_workers import LostWorkers
 from .options import Options
 from .preparation import Preparation
 from .reporter import BurstReporter, DistributedSteadySummary, SteadySummary, Summary
+from .stall import StallWatch
 from .users import SleepUser
 from .web_ui import WebUIExtension
 
@@ -37,6 +39,7 @@ class Reporting:
         self.summary = Summary(environment)
         self.reporter = BurstReporter(environment, options, self.preparation, self.burst, self.intake, self.summary)
         self.steady = self.steady_summary(environment, options, self.summary)
+        self.stall = StallWatch(environment, options, self.preparation, self.burst)
         self.web_ui = WebUIExtension(environment, self.preparation, self.reporter) if environment.web_ui else None
 
 
@@ -65,6 +68,8 @@ class Master:
         self.reporting = DistributedReporting(environment, self.options)
         self.interruption = Interruption(environment)
         self.answers = AnswerCollector(environment, self.options, self.reporting.intake)
+        reporting = self.reporting
+        self.lost_workers = LostWorkers(environment, self.options, reporting.preparation, reporting.burst, self.answers)
 
 
 class Worker:
