@@ -262,3 +262,42 @@ def test_options_the_web_ui_form_gives_as_typed_are_checked_at_the_start(tmp_pat
     assert "--idle-wait must be a number, got 'abc'" in caplog.text
     # No run began: nothing was prepared, no request log opened.
     assert not local.reporting.intake.open and not (tmp_path / "run_requests.csv").exists()
+
+
+def test_a_master_goes_on_without_a_lost_worker_and_counts_what_it_held(tmp_path, capsys):
+    env = environment(tmp_path, {"PythonUser": 4, "PostgresUser": 4})
+    roles.Master(env)
+    runner = env.runner
+    # Each worker runs 2 + 2 users; worker-2 will stop sending heartbeats with 2 python requests out.
+    workers = [SimpleNamespace(id=f"worker-{n}", state="running", user_classes_count={"PythonUser": 2,
+                                                                                     "PostgresUser": 2})
+               for n in (1, 2)]
+    runner.clients.all = workers
+    start(env)
+    gevent.sleep(0.6)  # the watch has seen both workers' users
+    runner.deliver(ANSWERS, [record("python"), record("python")], node_id="worker-1")
+    assert runner.sent == [(OPEN_GATE, "python")]  # still waiting for worker-2's
+    workers[1].state, workers[1].user_classes_count = "missing", {}  # as Locust's heartbeat_worker does
+    settle(lambda: (OPEN_GATE, "postgres") in runner.sent)
+    runner.deliver(ANSWERS, [record("postgres"), record("postgres")], node_id="worker-1")
+    settle(lambda: runner.stopped)
+    result = json.loads((tmp_path / "run_result.json").read_text())
+    assert [s["counts"] for s in result["summaries"]] == [{"sent": 4, "answered": 2, "failed": 0, "in_flight": 2},
+                                                          {"sent": 2, "answered": 2, "failed": 0, "in_flight": 0}]
+    output = capsys.readouterr().out
+    assert ("WARNING: Locust worker worker-2 was lost mid-burst (no heartbeat for 3 s) holding 2 requests unanswered "
+            "(python 2), counted in flight; the burst goes on without them; its users of postgres (2) never sent"
+            ) in output, output
+
+
+def test_steady_users_keep_locusts_client_and_burst_users_send_once(tmp_path, monkeypatch):
+    from geventhttpclient.client import HTTPClientPool
+
+    from lab.plugin.single_attempt import SingleAttemptClientPool
+
+    for behaviour, pool in (("burst", SingleAttemptClientPool), ("steady", HTTPClientPool)):
+        env = environment(tmp_path, {"PythonUser": 1}, behaviour=behaviour)
+        local = roles.Local(env)
+        local.options.settings = local.options.settings.read(env.parsed_options)  # as a test start reads them
+        monkeypatch.setattr(PythonUser, "host", env.host)  # as Locust's runner sets it
+        assert type(PythonUser(env).client.client.clientpool) is pool

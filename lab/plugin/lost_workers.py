@@ -79,7 +79,7 @@ class LostWorkers:
             self.burst.give_up(endpoint, count)
         self.lost[node_id] = held
         words = (f"Locust worker {node_id} was lost mid-burst (no heartbeat for {HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL:g} s) holding "
-                 f"{sum(held.values())} requests in flight ({', '.join(f'{e} {n}' for e, n in held.items()) or 'none'})"
+                 f"{sum(held.values())} requests unanswered ({', '.join(f'{e} {n}' for e, n in held.items() if n) or 'none'})"
                  f", counted in flight; the burst goes on without them")
         if never_sent:
             words += f"; its users of {', '.join(f'{e} ({n})' for e, n in never_sent.items())} never sent"
