@@ -301,3 +301,23 @@ def test_steady_users_keep_locusts_client_and_burst_users_send_once(tmp_path, mo
         local.options.settings = local.options.settings.read(env.parsed_options)  # as a test start reads them
         monkeypatch.setattr(PythonUser, "host", env.host)  # as Locust's runner sets it
         assert type(PythonUser(env).client.client.clientpool) is pool
+
+
+def test_a_silent_burst_says_it_stalled_in_the_log_and_the_status_until_an_answer_comes(tmp_path, caplog,
+                                                                                          monkeypatch):
+    from lab.plugin import stall
+
+    # No server here, so no prediction: the threshold is STALL_WITHOUT_PREDICTION (+ STALL_MARGIN), made short.
+    monkeypatch.setattr(stall, "STALL_WITHOUT_PREDICTION", 0.0)
+    monkeypatch.setattr(stall, "STALL_MARGIN", 0.3)
+    env = environment(tmp_path, {"PythonUser": 2, "PostgresUser": 2})
+    local = roles.Local(env)
+    start(env)
+    prep = local.reporting.preparation
+    settle(lambda: prep.status.startswith("STALLED"))
+    assert prep.status.startswith("STALLED: python: 2 of 2 requests in flight, no answer for 0.")
+    assert "no prediction: stalled means silent for 0 s" in prep.status
+    assert [r.message for r in caplog.records if r.message.startswith("STALLED")] == [prep.status]  # said once
+    answer(env, "python")
+    settle(lambda: prep.status == "burst running")
+    settle(lambda: prep.status.startswith("STALLED: python: 1 of 2"))
