@@ -17,34 +17,26 @@ from locust.runners import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS, STATE_MISSING
 
 from contract import endpoint_of
 
+from .watch import BurstWatch
+
 log = logging.getLogger("pool-lab")
 
 
-class LostWorkers:
+class LostWorkers(BurstWatch):
     """Watches the master's workers during a burst; `burst` is its order, `preparation` holds the report's warnings."""
 
     def __init__(self, environment, options, preparation, burst, collector):
+        super().__init__(environment, options)
         self.environment = environment
         self.preparation = preparation
         self.burst = burst
         self.users = {}  # per worker: {endpoint: users}, as last reported before it went missing
         self.answers = Counter()  # (worker, endpoint): its answers so far
         self.lost = {}  # per lost worker: {endpoint: requests it held in flight}
-        self.watching = None
-        options.run_starting.add_listener(self.start)
         collector.received.add_listener(self.took)
-        environment.events.test_stop.add_listener(self.stop)
 
-    def start(self, settings, **kwargs):
-        self.stop()
+    def reset(self):
         self.users, self.answers, self.lost = {}, Counter(), {}
-        if settings.burst:
-            self.watching = gevent.spawn(self._watch)
-
-    def stop(self, **kwargs):
-        if self.watching:
-            self.watching.kill(block=False)
-            self.watching = None
 
     def took(self, node_id, records):
         """A worker's answers (lab.plugin.answers.AnswerCollector hands them over as they come)."""
@@ -58,7 +50,7 @@ class LostWorkers:
                 counts[cls.endpoint] += user_classes_count.get(cls.__name__, 0)
         return counts
 
-    def _watch(self):
+    def watch(self):
         while True:
             gevent.sleep(HEARTBEAT_INTERVAL / 2)
             for client in list(self.environment.runner.clients.all):

@@ -10,6 +10,7 @@ import time
 import gevent
 
 from ..waves import predict
+from .watch import BurstWatch
 
 log = logging.getLogger("pool-lab")
 
@@ -26,28 +27,17 @@ STALL_REPEAT = 10.0
 STALL_CHECK = 0.25
 
 
-class StallWatch:
+class StallWatch(BurstWatch):
     """Watches the `burst` of this process while it runs; says a stall through the log and `preparation`'s status."""
 
     def __init__(self, environment, options, preparation, burst):
-        self.options = options
+        super().__init__(environment, options)
         self.preparation = preparation
         self.burst = burst
-        self.watching = None
         self.stalled = None  # the last stall's words, while it lasts
-        options.run_starting.add_listener(self.start)
         burst.finished.add_listener(self.stop)
-        environment.events.test_stop.add_listener(self.stop)
 
-    def start(self, settings, **kwargs):
-        self.stop()
-        if settings.burst:
-            self.watching = gevent.spawn(self._watch)
-
-    def stop(self, **kwargs):
-        if self.watching:
-            self.watching.kill(block=False)
-            self.watching = None
+    def reset(self):
         self.stalled = None
 
     def threshold(self, endpoint):
@@ -60,7 +50,7 @@ class StallWatch:
         total = prediction.model_total or prediction.ideal_total
         return STALL_FACTOR * total + margin, total
 
-    def _watch(self):
+    def watch(self):
         said_at = None
         while True:
             gevent.sleep(STALL_CHECK)
