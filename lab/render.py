@@ -1,6 +1,8 @@
 """A burst's summaries as words: the terminal summary, the web UI's Waves tab, and tables."""
 
-from contract import POOLER_QUERY_WAIT_TIMEOUT, endpoint_of
+from collections import Counter
+
+from contract import ENDPOINTS, FAILURE_CAUSES, OTHER, POOLER_QUERY_WAIT_TIMEOUT, endpoint_of
 
 from .analysis import counts_note, failure_words, stop_notes, stopped_worker, worker_spread
 from .waves import pooler_of
@@ -221,9 +223,32 @@ def format_costs(costs):
     return lines
 
 
-def format_steady(entries):
-    """A steady run's summary from Locust's statistics entries: requests, failures, response times."""
-    lines = [f"{endpoint_of(entry.name)}: {entry.num_requests} requests, {entry.num_failures} failed; response time "
-             f"median {entry.median_response_time:.0f} ms, 95th percentile "
-             f"{entry.get_response_time_percentile(0.95):.0f} ms" for entry in sorted(entries, key=lambda e: e.name)]
+def format_steady(stats, sent):
+    """A steady run's summary from Locust's statistics (`stats`: its RequestStats) and the requests `sent` per
+    endpoint: the counts (sent = answered + failed + in flight), failures by cause, response times."""
+    causes = {}
+    for error in stats.errors.values():
+        causes.setdefault(endpoint_of(error.name), Counter())[steady_failure_cause(error.error)] += error.occurrences
+    entries = {endpoint_of(entry.name): entry for entry in stats.entries.values()}
+    lines = []
+    for endpoint in sorted(set(entries) | set(sent), key=lambda e: (ENDPOINTS + (e,)).index(e)):
+        entry = entries.get(endpoint)
+        finished, failed = (entry.num_requests, entry.num_failures) if entry else (0, 0)
+        line = (f"{endpoint}: sent {max(sent.get(endpoint, 0), finished)} = answered {finished - failed} + failed "
+                f"{failed} + in flight {max(sent.get(endpoint, 0) - finished, 0)}")
+        if failed:
+            line += "; failures: " + ", ".join(f"{c} {causes[endpoint][c]}" for c in FAILURE_CAUSES
+                                                if causes.get(endpoint, {}).get(c))
+        if entry and entry.num_requests:
+            line += (f"; response time median {entry.median_response_time:.0f} ms, 95th percentile "
+                     f"{entry.get_response_time_percentile(0.95):.0f} ms")
+        lines.append(line)
     return "\n".join(lines) or "no request was sent"
+
+
+def steady_failure_cause(error):
+    """The cause of a failure as Locust's statistics keep it, the repr of its exception:
+    "CatchResponseError('pool_timeout: no ...')" -> 'pool_timeout'."""
+    message = error.split("(", 1)[-1].lstrip("'\"")
+    code = message.split(":", 1)[0]
+    return code if code in FAILURE_CAUSES else OTHER

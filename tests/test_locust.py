@@ -172,7 +172,12 @@ def test_a_steady_run_reports_response_times_and_keeps_no_request_log(running_mo
                            "--run-time", "2s", "--sleep-seconds", "0.1")
     assert result.returncode == 0, result.stderr
     assert "pool-lab steady run" in result.stdout
-    steady = re.search(r"python: \d+ requests, 0 failed; response time median (\d+) ms", result.stdout)
-    assert steady and int(steady.group(1)) >= 100, result.stdout  # no answer before its 0.1 s sleep
+    steady = re.search(r"python: sent (\d+) = answered (\d+) \+ failed 0 \+ in flight (\d+); response time median "
+                       r"(\d+) ms", result.stdout)
+    assert steady and int(steady.group(4)) >= 100, result.stdout  # no answer before its 0.1 s sleep
+    # Sent is counted as each request leaves, answers as they come: what the stop cut short is in flight,
+    # at most one request per user.
+    sent, answered, in_flight = map(int, steady.groups()[:3])
+    assert sent == answered + in_flight and answered > 0 and in_flight <= 1, result.stdout
     assert "total" not in result.stdout.split("pool-lab steady run", 1)[1]
     assert read_csv(f"{prefix}_requests.csv") == []  # the header only

@@ -140,10 +140,17 @@ def test_a_steady_run_opens_every_gate_and_keeps_no_answers(tmp_path, capsys):
     local = roles.Local(env)
     start(env)
     assert local.gates.is_open("python") and local.gates.is_open("postgres")
+    for _ in range(3):
+        local.sent.add("python")  # as SleepUser.sleep_request does when a request leaves
     answer(env, "python")
+    env.stats.log_request("GET", "/sleep/python/", 1000, 50)  # what Locust's statistics make of it
+    env.stats.log_error("GET", "/sleep/python/", "CatchResponseError('connection_lost: the server closed ...')")
+    env.stats.log_request("GET", "/sleep/python/", 5, 0)
     assert local.reporting.intake.records == []
     env.runner.stop()
-    assert "pool-lab steady run" in capsys.readouterr().out
+    output = capsys.readouterr().out
+    assert "pool-lab steady run" in output
+    assert "python: sent 3 = answered 1 + failed 1 + in flight 1; failures: connection_lost 1; response time" in output
     assert not (tmp_path / "run_waves.csv").exists()
 
 

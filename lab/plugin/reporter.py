@@ -107,10 +107,11 @@ class BurstReporter:
 class SteadySummary:
     """A steady run's response times, from Locust's own statistics, when the run stops."""
 
-    def __init__(self, environment, options, summary):
+    def __init__(self, environment, options, summary, sent):
         self.environment = environment
         self.options = options
         self.summary = summary
+        self.sent = sent  # the requests the users sent (lab.plugin.sent): what is left in flight at the stop
         environment.events.test_stop.add_listener(self.on_test_stop)
 
     def on_test_stop(self, **kwargs):
@@ -119,7 +120,7 @@ class SteadySummary:
 
     def print(self, **kwargs):
         self.summary.say(f"pool-lab steady run (waves are measured in burst runs)\n"
-                         f"{render.format_steady(self.environment.stats.entries.values())}")
+                         f"{render.format_steady(self.environment.stats, self.sent.sent)}")
 
 
 class DistributedSteadySummary(SteadySummary):

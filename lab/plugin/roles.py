@@ -16,14 +16,15 @@ from .lost_workers import LostWorkers
 from .options import Options
 from .preparation import Preparation
 from .reporter import BurstReporter, DistributedSteadySummary, SteadySummary, Summary
+from .sent import SentCount, WorkersSent
 from .stall import StallWatch
 from .users import SleepUser
 from .web_ui import WebUIExtension
 
 
-def give_users(gates, options):
-    """The users of this process wait at these gates and send with these options."""
-    SleepUser.gates, SleepUser.options = gates, options
+def give_users(gates, options, sent_count):
+    """The users of this process wait at these gates, send with these options and count what they send."""
+    SleepUser.gates, SleepUser.options, SleepUser.sent_count = gates, options, sent_count
 
 
 class Reporting:
@@ -32,13 +33,13 @@ class Reporting:
     burst_order = Burst
     steady_summary = SteadySummary
 
-    def __init__(self, environment, options, gates=None):
+    def __init__(self, environment, options, sent, gates=None):
         self.burst = self.burst_order(environment, options, gates)
         self.preparation = Preparation(environment, options, self.burst)
         self.intake = Intake(environment, options, self.preparation, self.burst)
         self.summary = Summary(environment)
         self.reporter = BurstReporter(environment, options, self.preparation, self.burst, self.intake, self.summary)
-        self.steady = self.steady_summary(environment, options, self.summary)
+        self.steady = self.steady_summary(environment, options, self.summary, sent)
         self.stall = StallWatch(environment, options, self.preparation, self.burst)
         self.web_ui = WebUIExtension(environment, self.preparation, self.reporter) if environment.web_ui else None
 
@@ -54,8 +55,9 @@ class Local:
     def __init__(self, environment):
         self.options = Options(environment)
         self.gates = Gates(environment, self.options)
-        give_users(self.gates, self.options)
-        self.reporting = Reporting(environment, self.options, self.gates)
+        self.sent = SentCount(environment, self.options)
+        give_users(self.gates, self.options, self.sent)
+        self.reporting = Reporting(environment, self.options, self.sent, self.gates)
         self.interruption = Interruption(environment)
         self.answers = LocalAnswers(environment, self.options, self.reporting.intake)
 
@@ -65,7 +67,8 @@ class Master:
 
     def __init__(self, environment):
         self.options = Options(environment)
-        self.reporting = DistributedReporting(environment, self.options)
+        self.sent = WorkersSent(environment, self.options)
+        self.reporting = DistributedReporting(environment, self.options, self.sent)
         self.interruption = Interruption(environment)
         self.answers = AnswerCollector(environment, self.options, self.reporting.intake)
         reporting = self.reporting
@@ -78,7 +81,8 @@ class Worker:
     def __init__(self, environment):
         self.options = Options(environment)
         self.gates = WorkerGates(environment, self.options)
-        give_users(self.gates, self.options)
+        self.sent = SentCount(environment, self.options)
+        give_users(self.gates, self.options, self.sent)
         self.answers = AnswerSender(environment, self.options, self.gates)
 
 

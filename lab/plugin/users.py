@@ -12,9 +12,10 @@ class SleepUser(FastHttpUser):
 
     abstract = True
     endpoint = None
-    # The gates and options of this process, set by lab.plugin's roles where users run.
+    # The gates, options and count of requests sent of this process, set by lab.plugin's roles where users run.
     gates = None
     options = None
+    sent_count = None
     wait_time = constant(0)
     # A burst on a serial mode answers its last request after N x seconds:
     # 100 users x 5 s is 500 s, well past FastHttpUser's default of 60 s.
@@ -32,6 +33,7 @@ class SleepUser(FastHttpUser):
     def sleep_request(self):
         self.gates.wait_turn(self.endpoint)
         path = contract.sleep_path(self.endpoint)
+        self.sent_count.add(self.endpoint)
         with self.client.get(path, params=self.options.settings.query, name=path, catch_response=True) as response:
             if response.status_code != 200:
                 lost = is_connection_lost(response.request_meta["exception"])
