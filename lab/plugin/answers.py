@@ -10,6 +10,8 @@ its last ANSWERS and FLUSHED.
 import time
 
 import gevent
+from locust.event import EventHook
+from locust.runners import STATE_MISSING
 
 from ..files import RequestLog
 from ..records import answer_record
@@ -145,10 +147,15 @@ class AnswerCollector:
         self.options = options
         self.intake = intake
         self.flushed = set()  # the workers that handed over their last answers of a stopping run
+        self.received = EventHook()  # (node_id, records): a worker's answers, as they come
         runner = environment.runner
-        runner.register_message(ANSWERS, lambda msg, **kwargs: intake.take(msg.data))
+        runner.register_message(ANSWERS, self.on_answers)
         runner.register_message(FLUSHED, lambda msg, **kwargs: self.flushed.add(msg.node_id))
         environment.events.test_stopping.add_listener(self.collect_last_answers)
+
+    def on_answers(self, msg, **kwargs):
+        self.intake.take(msg.data)
+        self.received.fire(node_id=msg.node_id, records=msg.data)
 
     def collect_last_answers(self, environment, **kwargs):
         """Have every worker hand over what it holds before the report.
@@ -159,7 +166,8 @@ class AnswerCollector:
         if not self.options.settings.burst or not self.intake.open:
             return
         runner = environment.runner
-        expected = {client.id for client in runner.clients.all}
+        # Not a worker the master lost (lab.plugin.lost_workers): it answers no FLUSH.
+        expected = {client.id for client in runner.clients.all if client.state != STATE_MISSING}
         self.flushed = set()
         runner.send_message(FLUSH)
         deadline = time.monotonic() + FLUSH_PATIENCE

@@ -82,7 +82,7 @@ class BurstReporter:
         summaries = summarize(done, prep.sleep if prep.facts else None, prep.facts, dict(self.burst.sent), timings,
                               endpoints.names, labs)
         self.waves_csv = f"{prep.prefix}_waves.csv"
-        files.write_waves_csv(self.waves_csv, summaries, prep.warnings, never_began)
+        files.write_waves_csv(self.waves_csv, summaries, prep.warnings, never_began, prep.facts)
         files.write_server_timings(f"{prep.prefix}_server_timing.csv", timings)
         costs = connection_costs(timings, prep.memory_sample, None if (
             prep.memory_sample or not self.burst.sent[prep.postgres]) else prep.memory_note,
@@ -112,10 +112,11 @@ class BurstReporter:
 class SteadySummary:
     """A steady run's response times, from Locust's own statistics, when the run stops."""
 
-    def __init__(self, environment, options, summary):
+    def __init__(self, environment, options, summary, sent):
         self.environment = environment
         self.options = options
         self.summary = summary
+        self.sent = sent  # the requests the users sent (lab.plugin.sent): what is left in flight at the stop
         environment.events.test_stop.add_listener(self.on_test_stop)
 
     def on_test_stop(self, **kwargs):
@@ -123,8 +124,9 @@ class SteadySummary:
             self.print()
 
     def print(self, **kwargs):
-        self.summary.say(f"pool-lab steady run (waves are measured in burst runs)\n"
-                         f"{render.format_steady(self.environment.stats.entries.values(), self.endpoint_of)}")
+        counts = render.format_steady(self.environment.stats, self.sent.sent, self.endpoint_of,
+                                      self.options.settings.endpoints.names)
+        self.summary.say(f"pool-lab steady run (waves are measured in burst runs)\n{counts}")
 
     def endpoint_of(self, request_name):
         return self.options.settings.endpoints.of_request(request_name) or request_name

@@ -10,6 +10,7 @@ from locust import FastHttpUser, constant
 import contract
 
 from ..endpoints import Endpoint, Endpoints
+from .single_attempt import SingleAttemptClientPool, is_connection_lost
 
 # Every BurstUser class a locustfile declared, in its order (the checks read it before init).
 declared = []
@@ -21,15 +22,23 @@ class BurstUser(FastHttpUser):
     abstract = True
     endpoint = None  # default: the path
     path = None  # default: the lab's sleep path of `endpoint`
-    # The gates and options of this process, set by lab.plugin's roles where users run.
+    # The gates, options and count of requests sent of this process, set by lab.plugin's roles where users run.
     gates = None
     options = None
+    sent_count = None
     wait_time = constant(0)
     # A burst on a serial mode answers its last request after N x seconds:
     # 100 users x 5 s is 500 s, well past FastHttpUser's default of 60 s.
     network_timeout = 600.0
     # Loopback connects at once, even to a busy sync worker (the kernel's backlog accepts).
     connection_timeout = 10.0
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        if self.options.settings.burst:
+            # A burst sends each request once (lab.plugin.single_attempt says why); steady runs keep Locust's client.
+            agent = self.client.client
+            agent.clientpool = SingleAttemptClientPool(**agent.clientpool.client_args)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -52,10 +61,12 @@ class BurstUser(FastHttpUser):
         self.gates.wait_turn(self.endpoint)
         params = {**self.options.settings.query_for(self.endpoint), **kwargs.pop("params", {})}
         name = self.endpoint_of_class().request_name
+        self.sent_count.add(self.endpoint)
         with self.client.request(method, self.path, params=params, name=name, catch_response=True,
                                  **kwargs) as response:
-            if response.status_code != 200:
-                response.failure(contract.failure_message(response.status_code, response.text))
+            if not 200 <= response.status_code < 300:  # a 2xx is an answer, whatever the app's
+                lost = is_connection_lost(response.request_meta["exception"])
+                response.failure(contract.failure_message(response.status_code, response.text, lost))
         self.gates.rest()
 
 
