@@ -122,10 +122,17 @@ def test_a_bad_path_is_refused_in_one_line_before_anything_is_sent(tmp_path, pat
 
 @pytest.mark.slow
 def test_the_example_locustfile_runs_outside_the_checkout_with_the_lab_installed(semaphore_app, tmp_path):
-    site, elsewhere = tmp_path / "site", tmp_path / "my-project"
+    site, elsewhere, checkout = tmp_path / "site", tmp_path / "my-project", tmp_path / "checkout"
+    # pip builds a local directory in place (build/, *.egg-info): from a copy of what the build reads,
+    # so the test leaves the checkout as it found it.
+    checkout.mkdir()
+    for name in ("pyproject.toml", "README.md", "contract.py"):
+        shutil.copy(ROOT / name, checkout)
+    for package in ("lab", "server", "embedded_pg"):
+        shutil.copytree(ROOT / package, checkout / package, ignore=shutil.ignore_patterns("__pycache__"))
     # What `pip install .` of a checkout installs, without its requirements (already in this venv).
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-                              str(ROOT)], capture_output=True, text=True, timeout=120)
+                              str(checkout)], capture_output=True, text=True, timeout=120)
     assert install.returncode == 0, install.stderr
     assert {"lab", "contract.py"} <= {p.name for p in site.iterdir()} and not (site / "tests").exists()
     elsewhere.mkdir()
