@@ -99,7 +99,8 @@ def test_pools_larger_than_the_database_accepts_predict_refusals_as_nullpool_doe
 
 
 def calibrated(mode, c, workers=1, cpus=2, **pool):
-    return {**facts(mode, **pool), "workers": workers, "cpus": cpus, "calibration": {"cpu_per_request": c}}
+    return {**facts(mode, **pool), "workers": workers, "cpus": cpus,
+            "calibration": {"cpu_per_request": c, "measured_as": "cpu"}}
 
 
 def test_the_cpu_model_adds_n_times_c_to_the_ideal_on_one_worker():
