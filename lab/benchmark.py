@@ -13,7 +13,9 @@ which of the two, and why; a case with failures or unanswered requests misses wh
 """
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import files, render
+from .bare import Servers as BareServers, measure as measure_bare
 from .runs import Measurement, main as run_main, run_all
 from .servers import ROOT, free_port
 
@@ -48,7 +51,8 @@ class Case:
     shows: str
     target: float | None = CLEAN_TARGET
     why: str = CLEAN_WHY
-    # What the target is a ratio to: "ideal" (the waves' sleeps only) or "model" (with the CPU).
+    # What the target is a ratio to: "ideal" (the waves' sleeps only), "model" (with the CPU), or
+    # "bare" (the lab's CPU per request over a bare Flask app's, lab/bare.py).
     judged_by: str = "ideal"
     # "socket": the embedded PostgreSQL on its Unix socket (or DATABASE_URL); "tcp": one of the
     # benchmark's own on 127.0.0.1, for what a TCP handshake adds to a new connection.
@@ -61,6 +65,11 @@ class Case:
     spawn_rate: int | None = None
 
 
+# The lab's handler does what a bare one need not: it checks its parameter, times itself for the
+# report, names its mode and worker, and runs inside Flask-SQLAlchemy's app; a quarter more CPU than
+# the bare minimum keeps the lab's own cost small beside what it measures.
+BARE_TARGET = 1.25
+BARE_WHY = "what the lab adds to each request to measure it, at most a quarter of the bare minimum"
 SERIAL = "a sync worker answers one request at a time: waves of 1"
 OVERLAPPED = "time.sleep yields to other greenlets: one wave"
 BLOCKED = "unpatched psycopg2 blocks the whole gevent worker: waves of 1"
@@ -123,16 +132,22 @@ CASES = [
          env={"WEB_CONCURRENCY": "2", "WORKER_CONNECTIONS": "10000"},
          why="every request answered, none failed; 10,000 requests' CPU, the server's and Locust's, shares 2 "
              "cores: the model counts it, with what it leaves out at this size"),
+    # The bare group: the lab's green mode beside a bare Flask app under the same gevent worker.
+    *(Case(f"bare-python-{n}", "green", "python", n, shows, target=BARE_TARGET, judged_by="bare", why=BARE_WHY)
+      for n, shows in ((1, "requests one after another: the lab's CPU per request over a bare Flask app's"),
+                       (100, "100 concurrent sleeps: the lab's CPU per request over a bare Flask app's"),
+                       (1000, "1000 concurrent sleeps: the lab's CPU per request over a bare Flask app's"))),
 ]
 
 
 def meets(target, judged_by, ratio):
-    """Whether a ratio meets its target: at most the target on the ideal, within it either way on the model."""
-    return ratio <= target if judged_by == "ideal" else abs(ratio - 1) <= target
+    """Whether a ratio meets its target: at most the target on the ideal or the bare app, within it either
+    way on the model."""
+    return abs(ratio - 1) <= target if judged_by == "model" else ratio <= target
 
 
 def target_text(target, judged_by):
-    return "" if target is None else f"{target:.2f} ideal" if judged_by == "ideal" else f"±{target:.2f} model"
+    return "" if target is None else f"±{target:.2f} model" if judged_by == "model" else f"{target:.2f} {judged_by}"
 
 
 def model_miss(prediction, total):
@@ -142,6 +157,29 @@ def model_miss(prediction, total):
     return (f"the model is {prediction.model_total / total - 1:.0%} higher than this run: its CPU, "
             f"{prediction.cpu_total:.2f} s ({prediction.cpu_decided_by}), is more than this run's "
             f"{total - prediction.ideal_total:.2f} s beyond the ideal")
+
+
+def bare_row(case, measured):
+    """A bare case: the lab's CPU per request over the bare app's, at the case's N, against its target."""
+    lab, bare = measured["lab"], measured["bare"]
+    ratio = lab["cpu_per_request"] / bare["cpu_per_request"]
+    met = meets(case.target, case.judged_by, ratio)
+    return {"case": case.name, "mode": case.mode, "endpoint": case.endpoint, "requests": case.requests,
+            "lab_cpu_ms": round(1000 * lab["cpu_per_request"], 4), "bare_cpu_ms": round(1000 * bare["cpu_per_request"], 4),
+            "cpu_ratio": round(ratio, 3), "target": case.target, "judged_by": case.judged_by, "met": met,
+            "verdict": "met" if met else f"MISSED: the lab's handler costs {ratio - 1:.0%} more CPU than the bare app's",
+            "lab": lab, "bare": bare}
+
+
+def physical_limit(prediction, bare_rows):
+    """What this machine allows a case: its ideal plus N x the bare app's CPU per request (of the bare
+    case nearest its N), spread over the cores the server can use, by the model's wave arithmetic."""
+    if prediction is None or not bare_rows:
+        return None
+    nearest = min(bare_rows, key=lambda row: abs(math.log(row["requests"] / max(prediction.requests, 1))))["bare"]
+    bare = dataclasses.replace(prediction, cpu_per_request=nearest["cpu_per_request"],
+                               cpu_before_sleep=nearest["cpu_before_sleep"], load_cpu_per_request=None)
+    return bare.ideal_total + bare.server_cpu / bare.cpu_workers
 
 
 def excess_by_part(timings, prediction, pgbouncer=False):
@@ -242,10 +280,12 @@ def format_rows(rows):
     shown = [{**row, "total_s": f"{row['total_s']:.2f}", "ideal_s": f"{row['ideal_s']:.2f}",
               "ratio": "" if row["ratio"] is None else f"{row['ratio']:.3f}", "model_s": "" if row["model_s"] is None else f"{row['model_s']:.2f}",
               "model_ratio": "" if row["model_ratio"] is None else f"{row['model_ratio']:.3f}",
+              "limit_s": "" if row.get("limit_s") is None else f"{row['limit_s']:.2f}",
               "target": target_text(row["target"], row["judged_by"])}
              for row in rows]
     table = render.format_table((("case", "case"), ("N", "requests", ">"), ("total s", "total_s", ">"),
-                                 ("ideal s", "ideal_s", ">"), ("/ideal", "ratio", ">"), ("model s", "model_s", ">"),
+                                 ("ideal s", "ideal_s", ">"), ("/ideal", "ratio", ">"), ("limit s", "limit_s", ">"),
+                                 ("model s", "model_s", ">"),
                                  ("/model", "model_ratio", ">"), ("target", "target", ">"), ("verdict", "verdict")),
                                 shown)
     # The model's arithmetic, once per case that has one: where its difference from the ideal comes from.
@@ -257,6 +297,31 @@ def format_cases(cases):
                                 ("shows", "shows"), ("why", "why")),
                                [{**vars(c), "target": target_text(c.target, c.judged_by)}
                                 for c in cases])
+
+
+def run_bare(cases, sleep, out, max_connections):
+    """The bare cases' rows: the lab's mode and the bare app started once for all of them."""
+    if not cases:
+        return []
+    from .database import database_url
+
+    rows = []
+    out.mkdir(parents=True, exist_ok=True)
+    with BareServers(cases[0].mode, {"DATABASE_URL": database_url(max_connections)}, out) as servers:
+        for number, case in enumerate(cases, start=1):
+            print(f"[bare {number}/{len(cases)}] {case.name}: the {case.mode} mode beside the bare app, N = "
+                  f"{case.requests}", flush=True)
+            rows.append(bare_row(case, measure_bare(case.requests, sleep, servers.lab, servers.bare)))
+    return rows
+
+
+def format_bare_rows(rows):
+    shown = [{**row, "lab_cpu_ms": f"{row['lab_cpu_ms']:.3f}", "bare_cpu_ms": f"{row['bare_cpu_ms']:.3f}",
+              "cpu_ratio": f"{row['cpu_ratio']:.3f}", "target": target_text(row["target"], row["judged_by"])}
+             for row in rows]
+    return render.format_table((("case", "case"), ("N", "requests", ">"), ("lab ms CPU/request", "lab_cpu_ms", ">"),
+                                ("bare ms CPU/request", "bare_cpu_ms", ">"), ("lab/bare", "cpu_ratio", ">"),
+                                ("target", "target", ">"), ("verdict", "verdict")), shown)
 
 
 def main(argv=None):
@@ -288,16 +353,26 @@ def main(argv=None):
             _, tcp_url, _ = embedded_pg.start_on_tcp((out / "tcp-pgdata").resolve(), free_port(),
                                                      max_connections)
             env["tcp"] = {"DATABASE_URL": tcp_url}
+        bursts = [c for c in cases if c.judged_by != "bare"]
         results = run_all([Measurement(c.name, c.mode, c.profile, sleep if args.quick else c.sleep or sleep, c.requests,
                                        (c.endpoint,), {**env[c.database], **c.env}, c.spawn_rate)
-                           for c in cases], out, max_connections=max_connections)
+                           for c in bursts], out, max_connections=max_connections) if bursts else []
         rows = [case_row(case, result, f"{out / result.measurement.slug}_server_timing.csv")
-                for case, result in zip(cases, results)]
+                for case, result in zip(bursts, results)]
+        bare_rows = run_bare([c for c in cases if c.judged_by == "bare"], sleep, out, max_connections)
+        for row, result in zip(rows, results):
+            limit = physical_limit(result.summary(row["endpoint"]).prediction, bare_rows)
+            row["limit_s"] = None if limit is None else round(limit, 3)
         print()
-        print(format_rows(rows))
+        if rows:
+            print(format_rows(rows))
+        if bare_rows:
+            print()
+            print(format_bare_rows(bare_rows))
+        rows += bare_rows
         Path(f"{out}.json").write_text(json.dumps(
             {"measured": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)), "sleep_s": sleep,
-             "cpus": os.cpu_count(), "cases": rows}, indent=2) + "\n")
+             "cpus": os.cpu_count(), "load_average": os.getloadavg(), "cases": rows}, indent=2) + "\n")
         print(f"\nwritten: {out}.json")
         return 1 if any(row["met"] is False for row in rows) else 0
     return run_main(run, "benchmark")
