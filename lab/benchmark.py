@@ -26,6 +26,7 @@ from . import files, render
 from .bare import Servers as BareServers, measure as measure_bare
 from .runs import Measurement, main as run_main, run_all
 from .servers import ROOT, free_port
+from .waves import parallel_workers
 
 PROFILE = ROOT / "profiles" / "100-users.conf"
 CLEAN_TARGET = 1.03
@@ -171,15 +172,15 @@ def bare_row(case, measured):
             "lab": lab, "bare": bare}
 
 
-def physical_limit(prediction, bare_rows):
+def physical_limit(prediction, facts, bare_rows):
     """What this machine allows a case: its ideal plus N x the bare app's CPU per request (of the bare
     case nearest its N), spread over the cores the server can use, by the model's wave arithmetic."""
-    if prediction is None or not bare_rows:
+    if prediction is None or not facts or not bare_rows:
         return None
     nearest = min(bare_rows, key=lambda row: abs(math.log(row["requests"] / max(prediction.requests, 1))))["bare"]
     bare = dataclasses.replace(prediction, cpu_per_request=nearest["cpu_per_request"],
                                cpu_before_sleep=nearest["cpu_before_sleep"], load_cpu_per_request=None)
-    return bare.ideal_total + bare.server_cpu / bare.cpu_workers
+    return bare.ideal_total + bare.server_cpu / parallel_workers(facts)
 
 
 def excess_by_part(timings, prediction, pgbouncer=False):
@@ -273,6 +274,10 @@ def case_row(case, result, timings_path):
         # Name the part that costs most, from the measured split of the excess.
         part, seconds = max(row["excess_by_part_s"].items(), key=lambda item: item[1])
         row["verdict"] += f": most of the excess is {part.replace('_', ' ')} ({seconds * 1000:.0f} ms)"
+    if row["met"] is False and (result.costs or {}).get("listen_overflows"):
+        # Machine-wide, and no CPU: a connection the full listen queue turned away waits for its SYN retry.
+        row["verdict"] += (f"; the kernel turned away {result.costs['listen_overflows']} connection attempts, its "
+                           f"listen queue full: each waited 1 s or more for a SYN retry, which no model here counts")
     return row
 
 
@@ -361,7 +366,7 @@ def main(argv=None):
                 for case, result in zip(bursts, results)]
         bare_rows = run_bare([c for c in cases if c.judged_by == "bare"], sleep, out, max_connections)
         for row, result in zip(rows, results):
-            limit = physical_limit(result.summary(row["endpoint"]).prediction, bare_rows)
+            limit = physical_limit(result.summary(row["endpoint"]).prediction, result.facts, bare_rows)
             row["limit_s"] = None if limit is None else round(limit, 3)
         print()
         if rows:
