@@ -9,6 +9,8 @@ rounds so the machine's load falls on both alike, while each server's workers' C
 bursts of N concurrent sleeps, whose CPU before the sleep is read at the first answer too.
 """
 
+import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from .servers import ROOT, RunningMode, free_port, start_mode
 
 # Requests one after another for N = 1: each costs well under a millisecond of wall time.
 SEQUENTIAL = 200
-ROUNDS = 3
+ROUNDS = 5
 
 
 def start_bare(log_path, timeout=30):
@@ -102,3 +104,58 @@ class Servers:
         for running in (self.bare, self.lab):
             if running:
                 running.stop()
+
+
+def top_frames(raw_path, count=12):
+    """py-spy's raw (collapsed) stacks as [(share of samples, frame)], the frames most often on the
+    stack, each counted once per sample: where the worker's CPU goes, inclusive."""
+    inclusive, total = {}, 0
+    with open(raw_path) as stacks:
+        for line in stacks:
+            stack, _, samples = line.rstrip().rpartition(" ")
+            total += int(samples)
+            # "function (path/to/file.py:line)" -> "function (file.py)": one entry per function.
+            for frame in {re.sub(r" \((?:.*/)?([^/]+\.py):\d+\)", r" (\1)", f) for f in stack.split(";")}:
+                inclusive[frame] = inclusive.get(frame, 0) + int(samples)
+    return sorted(((n / total, frame) for frame, n in inclusive.items()), reverse=True)[:count]
+
+
+def profile(out, requests=1000, bursts=8, sleep=0.5):
+    """Profile both servers' workers with py-spy while `bursts` bursts of `requests` run against each;
+    print the top frames of each side by side and return the paths of the raw profiles."""
+    from .database import database_url
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    with Servers("green", {"DATABASE_URL": database_url()}, out) as servers:
+        for side in ("lab", "bare"):
+            running = getattr(servers, side)
+            workers = workers_of(running)
+            paths[side] = out / f"profile-{side}.txt"
+            # --nonblocking: sampling does not pause the worker, so the profile does not slow what it measures.
+            spy = subprocess.Popen(["py-spy", "record", "--nonblocking", "--rate", "250", "--format", "raw",
+                                    "--output", str(paths[side]), "--pid", str(workers[0].pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            try:
+                time.sleep(1)  # py-spy attaches
+                for _ in range(bursts):
+                    calibration.burst(running.url, requests, sleep, workers)
+            finally:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its profile on Ctrl-C
+                spy.wait(timeout=30)
+    tops = {side: top_frames(path, 20) for side, path in paths.items()}
+    for side, top in tops.items():
+        print(f"{side}: share of samples with the frame on the stack")
+        for share, frame in top:
+            print(f"  {100 * share:5.1f}%  {frame}")
+    return paths
+
+
+if __name__ == "__main__":
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m lab.bare", description="profile the lab's green worker and the "
+                                     "bare app's with py-spy during bursts of 1000 python requests")
+    parser.add_argument("--out", default="reports/profile", help="directory for the raw profiles and servers' logs")
+    profile(Path(parser.parse_args().out))

@@ -6,10 +6,13 @@
     python -m lab.benchmark --case fair-postgres-100 --case green-python-1000
 
 The ideal is N x d when a mode serializes, d when it overlaps, ceil(N / T) x d past T
-threads, ceil(N / P) x d past the pool limit P; the model adds the CPU the requests cost, N x c
-spread over the workers that run at once (c from the mode's calibration, lab.calibration).
-Each case declares its target (on a 2-core machine, for d = 1 s unless it says otherwise), on
-which of the two, and why; a case with failures or unanswered requests misses whatever its ratio.
+threads, ceil(N / P) x d past the pool limit P; the model adds the CPU the requests cost, the
+workers' and the load generator's, spread over what runs at once (lab.waves.cpu_model, c from the
+mode's calibration, lab.calibration). Each case declares its target (on a 2-core machine, for
+d = 1 s unless it says otherwise), on which ratio, and why: on the ideal a ceiling, on the model
+two-sided; a case with failures or unanswered requests misses whatever its ratio. The `bare`
+cases set the lab's CPU per request beside a bare Flask app's (lab.bare), which also gives each
+case its physical limit.
 """
 
 import argparse
