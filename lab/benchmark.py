@@ -1,6 +1,6 @@
 """How close the lab comes to its ideal: measured total / ideal total, per mode and endpoint.
 
-    python -m lab.benchmark                 # every case, d = 1 s (5 s for the 10,000; about 13 minutes)
+    python -m lab.benchmark                 # every case, d = 1 s (5 s for the 10,000; about 15 minutes)
     python -m lab.benchmark --quick         # the N = 5 cases, d = 0.5 s: a smoke run
     python -m lab.benchmark --list          # the cases, with what each shows
     python -m lab.benchmark --case fair-postgres-100 --case green-python-1000

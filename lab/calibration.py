@@ -83,7 +83,8 @@ def one_request(host, seconds=0, answered=None):
         client.close()  # before the burst it calibrates for: no connection of ours left open
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
+# POSIX's, in the C library Python runs on (Linux's; None where there is none: psutil alone then).
+_getcpuclockid = getattr(ctypes.CDLL(None, use_errno=True), "clock_getcpuclockid", None)
 
 
 def cpu_seconds(processes):
@@ -94,7 +95,7 @@ def cpu_seconds(processes):
     total = 0.0
     for process in processes:
         clock = ctypes.c_int()
-        if _libc.clock_getcpuclockid(process.pid, ctypes.byref(clock)) == 0:
+        if _getcpuclockid and _getcpuclockid(process.pid, ctypes.byref(clock)) == 0:
             try:
                 total += time.clock_gettime(clock.value)
                 continue
