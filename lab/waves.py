@@ -124,7 +124,7 @@ class Prediction:
             load = self.load_cpu
             # The load generator's processes each send their share one after another...
             processes = min(self.load_processes, self.shared_cores or self.load_processes)
-            spreads.append((load / processes, f"the load generator's CPU in {processes} process(es)"))
+            spreads.append((load / processes, f"the load generator's CPU in {plural(processes, 'process')}"))
             if self.shared_cores:
                 # ...and on the server's cores, both kinds of process take turns.
                 spreads.append(((server + load) / self.shared_cores,
@@ -159,14 +159,18 @@ class Prediction:
         if self.load_cpu_per_request is not None:
             where = (f"sharing {self.shared_cores} cores with the server" if self.shared_cores else
                      "on another machine")
-            processes = "1 process" if self.load_processes == 1 else f"{self.load_processes} processes"
             assumed.append(f"the load generator {1000 * self.load_cpu_per_request:.2f} ms per request in "
-                           f"{processes}, {where}")
+                           f"{plural(self.load_processes, 'process')}, {where}")
         if len(self.cpu_spreads()) > 1:
             assumed.append(f"the longest: {self.cpu_decided_by}")
         if self.cpu_measured_as == "wall":
             assumed.append("c from the calibration's wall time, not the workers' CPU")
         return line + (f" ({'; '.join(assumed)})" if assumed else "")
+
+
+def plural(count, noun):
+    # render.counted's rule, with "processes": render imports this module, not the other way round.
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}es" if noun.endswith("s") else f"{count} {noun}s"
 
 
 def pooler_of(facts):

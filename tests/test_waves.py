@@ -177,7 +177,7 @@ def test_the_load_generator_and_the_workers_share_the_cores_they_run_on():
     # One Locust process slower than the server: its own CPU is what delays the last answer.
     slow = predict("python", 1000, 1.0, measured("green", 0.0002, 0.0001, 0.0006, 0.0004, workers=2))
     assert slow.cpu_total == pytest.approx(0.4)
-    assert slow.cpu_decided_by == "the load generator's CPU in 1 process(es)"
+    assert slow.cpu_decided_by == "the load generator's CPU in 1 process"
 
 
 def test_a_c_from_wall_time_says_so():
