@@ -6,7 +6,7 @@ Both servers run at once on free ports, the lab's mode from its Procfile line, t
 connection per request, as a Locust user's first request) sends to each in turn, alternating
 rounds so the machine's load falls on both alike, while each server's workers' CPU time is read
 (lab.calibration.cpu_seconds). N = 1 is requests one after another with no sleep; larger N are
-bursts of N concurrent sleeps, whose CPU before the sleep is read at the first answer too.
+bursts of N concurrent sleeps, whose CPU before the sleep is read too (lab.calibration.burst).
 """
 
 import re

@@ -9,8 +9,8 @@ Gunicorn workers' CPU time (psutil finds them: /pool's pid and its master's othe
 this process's own are read before and after: c is the workers' CPU over K, and the load
 generator's CPU per request is measured beside it. CPU per request does not change with the
 number of workers or Locust processes; how they share the cores is the model's (lab.waves).
-On an overlapping worker the requests sleep SPLIT_SLEEP seconds, and the workers' CPU read at
-the first answer is the part of c before the sleep. A server on another machine has no CPU time
+On an overlapping worker the requests sleep SPLIT_SLEEP seconds, and the workers' CPU read just
+before the first answer could begin, once it had stopped growing, is the part of c before the sleep. A server on another machine has no CPU time
 to read here: then c is the burst's wall time over K, as the model's line says. The python
 endpoint never touches the database, so the calibration leaves the pool as it found it.
 
@@ -46,9 +46,13 @@ FILE_NAME = "calibration.json"
 # What an entry holds: entries of another kind (or none, c from wall time before) are measured again.
 KIND = "cpu-2"
 # The sleep of a round on a worker that overlaps K requests: long enough for every request's
-# Python before its sleep to run before the first answer (300 x well under 1 ms), short enough
-# to keep the calibration to a few seconds.
-SPLIT_SLEEP = 0.5
+# Python before its sleep to run before the first answer (300 x well under 1 ms, a few times that
+# on a machine whose cores other programs hold), short enough to keep the calibration to seconds.
+SPLIT_SLEEP = 1.0
+# The part of c before the sleep counts when the workers' CPU had stopped growing this share of the
+# sleep before the first answer could begin (sampled every SAMPLE_EVERY seconds): every request asleep.
+IDLE_BEFORE_FIRST = 0.2
+SAMPLE_EVERY = 0.02
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 # Locust shows the logger's name before each message ("INFO/pool-lab: ..."): messages carry no prefix of their own.
@@ -64,17 +68,14 @@ def path_for(seconds):
     return f"{sleep_path('python')}?seconds={seconds:g}"
 
 
-def one_request(host, seconds=0, answered=None):
-    """One python request on a connection of its own; None, or why it failed. `answered()` is
-    called when its answer's headers arrive."""
+def one_request(host, seconds=0):
+    """One python request on a connection of its own; None, or why it failed."""
     try:
         client = HTTPClient.from_url(host, concurrency=1, connection_timeout=TIMEOUT, network_timeout=TIMEOUT)
     except Exception as error:  # a host it cannot even parse
         return f"{type(error).__name__}: {error}"
     try:
         response = client.get(path_for(seconds))
-        if answered:
-            answered()
         response.read()
         return None if response.status_code == 200 else f"{path_for(seconds)} answered HTTP {response.status_code}"
     except Exception as error:  # refused, reset, timed out, no HTTP: whatever it was, no c comes of it
@@ -125,33 +126,41 @@ def burst(host, requests, seconds=0, workers=()):
     """One round: `requests` concurrent python requests of `seconds`, each on a connection of its own.
 
     Returns its wall time, the workers' and this process's CPU time over it, and both until the
-    first answer (None when it cannot tell the part before the sleep: no sleep, or
-    the workers were still busy a quarter of the sleep before the first answer)."""
+    sleep of the first request sent could end, before any answer (None when it cannot tell the
+    part before the sleep: no sleep, or the workers' CPU was still growing IDLE_BEFORE_FIRST of
+    the sleep before then, some request not yet asleep)."""
     me = [psutil.Process()]
-    marks = {}
-
-    def mark(name):
-        if name not in marks:
-            marks[name] = (time.perf_counter(), cpu_seconds(workers), cpu_seconds(me))
-
     started, server_before, own_before = time.perf_counter(), cpu_seconds(workers), cpu_seconds(me)
-    settled = gevent.spawn_later(seconds * 0.75, mark, "settled") if seconds and workers else None
+    no_answer_before = started + seconds
+    samples = []
+
+    def sample():
+        # Both CPU times every SAMPLE_EVERY while no answer can have begun: where they stopped growing.
+        while True:
+            server, own = cpu_seconds(workers), cpu_seconds(me)
+            if time.perf_counter() >= no_answer_before:
+                return
+            samples.append((time.perf_counter(), server, own))
+            gevent.sleep(SAMPLE_EVERY)
+
+    sampler = gevent.spawn(sample) if seconds and workers else None
     # Failures are returned, not raised: a greenlet that raises prints its traceback.
-    greenlets = [gevent.spawn(one_request, host, seconds, lambda: mark("first")) for _ in range(requests)]
+    greenlets = [gevent.spawn(one_request, host, seconds) for _ in range(requests)]
     gevent.joinall(greenlets)
     wall = time.perf_counter() - started
     server, own = cpu_seconds(workers) - server_before, cpu_seconds(me) - own_before
-    if settled:
-        settled.kill()
+    if sampler is not None:
+        sampler.kill()
     failed = [g.value for g in greenlets if g.value]
     if failed:
         raise CalibrationError(f"{len(failed)} of {requests} requests failed, the first with {failed[0]}")
     before = own_until_then = None
-    if "settled" in marks and "first" in marks:
-        (settled_at, at_settled, _), (first_at, at_first, own_at_first) = marks["settled"], marks["first"]
-        before, own_until_then = at_first - server_before, own_at_first - own_before
-        # The workers must have been idle, every request asleep, for a while before the first answer.
-        if first_at - settled_at < seconds / 4 or at_first - at_settled > 0.05 * before:
+    if samples:
+        last_at, last_server, last_own = samples[-1]
+        before, own_until_then = last_server - server_before, last_own - own_before
+        # Idle for a while by then: a sample that long before the last, with (almost) all of the CPU.
+        idle_since = last_at - IDLE_BEFORE_FIRST * seconds
+        if not any(at <= idle_since and last_server - cpu <= 0.05 * before for at, cpu, _ in samples):
             before = own_until_then = None
     return {"wall": wall, "server": server, "own": own, "before": before, "own_before": own_until_then}
 
