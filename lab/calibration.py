@@ -1,18 +1,25 @@
 """The CPU one request costs a mode, measured before a burst and never from it.
 
 gevent overlaps waiting, not CPU: a worker runs every request's Python code (accept, parse,
-route, answer) one after another, so a burst of N requests pays N x c beyond its sleeps,
-spread over the worker processes that can run at once (lab.waves.predict). c is measured
-here with a burst of its own: K concurrent `/sleep/python/?seconds=0` requests, each on a
-new connection as a Locust user's first request is, sent from this (gevent) process; its
-wall time over K is what one request costs end to end, the load generator's share included,
-which the real burst pays too. The python endpoint never touches the database, so the
-calibration leaves the pool as it found it.
+route, answer) one after another, so a burst of N requests pays its CPU beyond its sleeps,
+spread over the worker processes that can run at once (lab.waves.cpu_model). c is measured
+here with a burst of its own: K concurrent `/sleep/python/` requests, each on a new connection
+as a Locust user's first request is, sent from this (gevent) process, while the server's
+Gunicorn workers' CPU time (psutil finds them: /pool's pid and its master's other children) and
+this process's own are read before and after: c is the workers' CPU over K, and the load
+generator's CPU per request is measured beside it. CPU per request does not change with the
+number of workers or Locust processes; how they share the cores is the model's (lab.waves).
+On an overlapping worker the requests sleep SPLIT_SLEEP seconds, and the workers' CPU read just
+before the first answer could begin, once it had stopped growing, is the part of c before the sleep. A server on another machine has no CPU time
+to read here: then c is the burst's wall time over K, as the model's line says. The python
+endpoint never touches the database, so the calibration leaves the pool as it found it.
 
 One c per load-generating machine, server host, mode and number of workers, kept in `calibration.json` beside
-the run's CSV files and reused for every N; `--calibrate` (or deleting the file) measures again.
+the run's CSV files and reused for every N; `--calibrate` (or deleting the file) measures again,
+as does an entry of an older kind.
 """
 
+import ctypes
 import json
 import logging
 import platform
@@ -22,14 +29,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import gevent
+import psutil
 from geventhttpclient import HTTPClient
 
 from contract import sleep_path
 
 from .waves import parallel_workers
-
-# Nothing but the worker's own work: the python endpoint, no sleep.
-PATH = f"{sleep_path('python')}?seconds=0"
 
 # K, and how many times: the median of the rounds stands for c. 300 overlapped requests take
 # a fraction of a second on any mode (serial ones too, at seconds=0) and sit far below a gevent
@@ -38,6 +43,17 @@ REQUESTS = 300
 ROUNDS = 5
 TIMEOUT = 30.0
 FILE_NAME = "calibration.json"
+# What an entry holds: entries of another kind (or none, c from wall time before) are measured again.
+KIND = "cpu-2"
+# The sleep of a round on a worker that overlaps K requests: long enough for every request's
+# Python before its sleep to run before the first answer (300 x well under 1 ms, a few times that
+# on a machine whose cores other programs hold), short enough to keep the calibration to seconds.
+SPLIT_SLEEP = 1.0
+# The part of c before the sleep counts when the workers' CPU had stopped growing this share of the
+# sleep before the first answer could begin (sampled every SAMPLE_EVERY seconds): every request asleep.
+IDLE_BEFORE_FIRST = 0.2
+SAMPLE_EVERY = 0.02
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 # Locust shows the logger's name before each message ("INFO/pool-lab: ..."): messages carry no prefix of their own.
 log = logging.getLogger("pool-lab")
@@ -47,53 +63,143 @@ class CalibrationError(Exception):
     """The calibration burst did not answer as it must: no c can be told from it."""
 
 
-def one_request(host):
-    """One seconds=0 python request on a connection of its own; None, or why it failed."""
+def path_for(seconds):
+    # Nothing but the worker's own work: the python endpoint.
+    return f"{sleep_path('python')}?seconds={seconds:g}"
+
+
+def one_request(host, seconds=0):
+    """One python request on a connection of its own; None, or why it failed."""
     try:
         client = HTTPClient.from_url(host, concurrency=1, connection_timeout=TIMEOUT, network_timeout=TIMEOUT)
     except Exception as error:  # a host it cannot even parse
         return f"{type(error).__name__}: {error}"
     try:
-        response = client.get(PATH)
+        response = client.get(path_for(seconds))
         response.read()
-        return None if response.status_code == 200 else f"{PATH} answered HTTP {response.status_code}"
+        return None if response.status_code == 200 else f"{path_for(seconds)} answered HTTP {response.status_code}"
     except Exception as error:  # refused, reset, timed out, no HTTP: whatever it was, no c comes of it
         return f"{type(error).__name__}: {error}"
     finally:
         client.close()  # before the burst it calibrates for: no connection of ours left open
 
 
-def burst_seconds(host, requests):
-    """Wall time of `requests` concurrent seconds=0 python requests, each on a connection of its own."""
-    started = time.perf_counter()
+# POSIX's, in the C library Python runs on (Linux's; None where there is none: psutil alone then).
+_getcpuclockid = getattr(ctypes.CDLL(None, use_errno=True), "clock_getcpuclockid", None)
+
+
+def cpu_seconds(processes):
+    """The processes' CPU time (user + system, every thread), in seconds.
+
+    Each process's CPU clock (clock_getcpuclockid) counts in nanoseconds; psutil's cpu_times
+    counts in clock ticks (10 ms), as coarse as a whole calibration round, so it is the fallback."""
+    total = 0.0
+    for process in processes:
+        clock = ctypes.c_int()
+        if _getcpuclockid and _getcpuclockid(process.pid, ctypes.byref(clock)) == 0:
+            try:
+                total += time.clock_gettime(clock.value)
+                continue
+            except OSError:
+                pass  # the process is gone, or its clock is not ours to read: psutil says why
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def worker_processes(host, facts):
+    """The server's Gunicorn workers when it runs on this machine (else []): /pool's pid and its
+    master's other children that run the same command."""
+    if urlsplit(host).hostname not in LOOPBACK or not facts.get("pid"):
+        return []
+    try:
+        worker = psutil.Process(facts["pid"])
+        master = worker.parent()
+        command = worker.cmdline()
+        workers = [child for child in master.children() if child.cmdline() == command] if master else []
+        return workers if worker in workers else [worker]
+    except psutil.Error:
+        return []
+
+
+def burst(host, requests, seconds=0, workers=()):
+    """One round: `requests` concurrent python requests of `seconds`, each on a connection of its own.
+
+    Returns its wall time, the workers' and this process's CPU time over it, and both until the
+    sleep of the first request sent could end, before any answer (None when it cannot tell the
+    part before the sleep: no sleep, or the workers' CPU was still growing IDLE_BEFORE_FIRST of
+    the sleep before then, some request not yet asleep)."""
+    me = [psutil.Process()]
+    started, server_before, own_before = time.perf_counter(), cpu_seconds(workers), cpu_seconds(me)
+    no_answer_before = started + seconds
+    samples = []
+
+    def sample():
+        # Both CPU times every SAMPLE_EVERY while no answer can have begun: where they stopped growing.
+        while True:
+            server, own = cpu_seconds(workers), cpu_seconds(me)
+            if time.perf_counter() >= no_answer_before:
+                return
+            samples.append((time.perf_counter(), server, own))
+            gevent.sleep(SAMPLE_EVERY)
+
+    sampler = gevent.spawn(sample) if seconds and workers else None
     # Failures are returned, not raised: a greenlet that raises prints its traceback.
-    greenlets = [gevent.spawn(one_request, host) for _ in range(requests)]
+    greenlets = [gevent.spawn(one_request, host, seconds) for _ in range(requests)]
     gevent.joinall(greenlets)
-    seconds = time.perf_counter() - started
+    wall = time.perf_counter() - started
+    server, own = cpu_seconds(workers) - server_before, cpu_seconds(me) - own_before
+    if sampler is not None:
+        sampler.kill()
     failed = [g.value for g in greenlets if g.value]
     if failed:
         raise CalibrationError(f"{len(failed)} of {requests} requests failed, the first with {failed[0]}")
-    return seconds
+    before = own_until_then = None
+    if samples:
+        last_at, last_server, last_own = samples[-1]
+        before, own_until_then = last_server - server_before, last_own - own_before
+        # Idle for a while by then: a sample that long before the last, with (almost) all of the CPU.
+        idle_since = last_at - IDLE_BEFORE_FIRST * seconds
+        if not any(at <= idle_since and last_server - cpu <= 0.05 * before for at, cpu, _ in samples):
+            before = own_until_then = None
+    return {"wall": wall, "server": server, "own": own, "before": before, "own_before": own_until_then}
 
 
 def measure(host, facts, requests=REQUESTS, rounds=ROUNDS, progress=None):
-    """c, the CPU seconds one request costs one worker, with what it was measured on; `progress(done, rounds)`
-    hears of each round (the web UI shows it)."""
+    """c, the CPU seconds one request costs the server's workers, with what it was measured on;
+    `progress(done, rounds)` hears of each round (the web UI shows it)."""
     # One request first: a server that does not answer is told in one line, not in K.
     failed = one_request(host)
     if failed:
         raise CalibrationError(failed)
-    walls = []
+    workers = worker_processes(host, facts)
+    # Only a worker that overlaps all K requests can sleep through them: serial ones answer at once.
+    overlaps = facts.get("worker_concurrency", 1) * facts["workers"] >= requests
+    seconds = SPLIT_SLEEP if workers and overlaps else 0
+    measured = []
     for _ in range(rounds):
         if progress:
-            progress(len(walls), rounds)
-        walls.append(burst_seconds(host, requests))
-    per_request = statistics.median(walls) / requests
-    # Per worker: the K requests ran spread over the workers that run at once, as the model spreads a burst.
-    return {"cpu_per_request": per_request * parallel_workers(facts), "requests": requests, "rounds": rounds,
-            "wall_per_request": [round(wall / requests, 7) for wall in walls],
-            "workers": facts["workers"], "cpus": facts.get("cpus"),
-            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+            progress(len(measured), rounds)
+        measured.append(burst(host, requests, seconds, workers))
+
+    def median(part):
+        values = [m[part] for m in measured if m[part] is not None]
+        return statistics.median(values) / requests if values else None
+
+    walls = [m["wall"] for m in measured]
+    calibration = {"kind": KIND, "requests": requests, "rounds": rounds, "sleep_s": seconds,
+                   "wall_per_request": [round(wall / requests, 7) for wall in walls],
+                   "workers": facts["workers"], "cpus": facts.get("cpus"),
+                   "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if workers:
+        calibration.update(measured_as="cpu", cpu_per_request=median("server"), cpu_before_sleep=median("before"),
+                           load_cpu_per_request=median("own"), load_cpu_before_sleep=median("own_before"),
+                           server_cpu_per_request=[round(m["server"] / requests, 7) for m in measured])
+    else:
+        # Per worker: the K requests ran spread over the workers that run at once, as the model spreads a burst.
+        calibration.update(measured_as="wall", cpu_per_request=statistics.median(walls) / requests
+                           * parallel_workers(facts), cpu_before_sleep=None, load_cpu_per_request=None)
+    return calibration
 
 
 def cache_key(host, facts):
@@ -121,7 +227,7 @@ def with_cpu_cost(facts, host, directory, again=False, progress=None):
     if not isinstance(cache, dict) or not all(isinstance(entry, dict) for entry in cache.values()):
         log.warning("%s is not the lab's calibration file: measuring the CPU per request again", path)
         cache = {}
-    if key in cache and not again:
+    if key in cache and cache[key].get("kind") == KIND and not again:
         return {**facts, "calibration": {**cache[key], "cached": str(path)}}
     try:
         calibration = measure(host, facts, progress=progress)
@@ -135,6 +241,6 @@ def with_cpu_cost(facts, host, directory, again=False, progress=None):
         path.write_text(json.dumps(cache, indent=2) + "\n")
     except OSError as error:
         log.warning("%s cannot be written (%s): the next run measures again", path, error)
-    log.info("%s: %.3f ms of CPU per request, written to %s", key,
-             1000 * calibration["cpu_per_request"], path)
+    log.info("%s: %.3f ms of CPU per request (%s), written to %s", key, 1000 * calibration["cpu_per_request"],
+             calibration["measured_as"], path)
     return {**facts, "calibration": calibration}

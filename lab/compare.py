@@ -16,6 +16,7 @@ import csv
 import os
 import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -137,9 +138,11 @@ def table_row(result):
 
 
 def model_lines(results):
-    """Per variant and endpoint, the model's arithmetic: where its difference from the ideal comes from."""
-    return [f"{result.measurement.name} {s.endpoint}: {s.prediction.model_explained()}"
-            for result in results for s in result.summaries if s.prediction]
+    """Per variant and endpoint, the model's arithmetic: where its difference from the ideal comes from, and
+    what it assumed; each wrapped to the terminal's width, its continuation indented."""
+    return [line for result in results for s in result.summaries if s.prediction
+            for line in textwrap.wrap(f"{result.measurement.name} {s.endpoint}: {s.prediction.model_explained()}",
+                                      TERMINAL_WIDTH, subsequent_indent="  ")]
 
 
 def write_markdown(path, rows, profile, sleep):

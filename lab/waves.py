@@ -67,33 +67,110 @@ class Prediction:
     # which are the answered waves; they fail together, at about `timed_out_at` seconds.
     timed_out: int = 0
     timed_out_at: float = 0.0
-    # The CPU model (see cpu_model): c, the CPU seconds one request costs one worker, from the
-    # mode's calibration; None without one, and `cpu_unavailable` says why.
+    # The CPU model (see cpu_model): c, the CPU seconds one request costs the server's workers, from
+    # the mode's calibration, and the part of it before the handler's sleep; the load generator's
+    # CPU per request, and the cores it shares with the server (None: it runs elsewhere); None
+    # without a calibration, and `cpu_unavailable` says why.
     requests: int = 0
     cpu_per_request: float | None = None
+    cpu_before_sleep: float | None = None
+    load_cpu_per_request: float | None = None
+    load_cpu_before_sleep: float | None = None
+    load_processes: int = 1
+    shared_cores: int | None = None
     cpu_workers: int = 1
     cpu_workers_reason: str = ""
     cpu_unavailable: str = ""
+    # What c is: "cpu" (the workers' CPU time, read with psutil) or "wall" (the calibration's wall time).
+    cpu_measured_as: str = "wall"
 
     @property
     def ideal_total(self):
         return (len(self.wave_sizes) - bool(self.refused)) * self.sleep
 
+    def in_waves(self, c, before):
+        """The CPU seconds of N requests of c each (`before` of it before the sleep; None: unknown)
+        that delay the last answer.
+
+        In the first wave every request's Python up to its sleep runs one after another, and its
+        answers' Python one after another too, a sleep later, while the rest sleep: the slower of
+        the two halves delays the last answer (all of c when the part before is unknown). Each
+        later wave waits for an earlier one's answers and then runs its own: it pays its requests'
+        whole c. Waves of 1 pay N x c; so does a wave whose Python outlasts its sleep.
+        """
+        first = self.wave_sizes[0] if self.wave_sizes else 0
+        overlaps = first > 1 and before is not None and self.sleep >= first * c
+        return first * (max(before, c - before) if overlaps else c) + (self.requests - first) * c
+
+    @property
+    def server_cpu(self):
+        """The server's CPU seconds that delay the last answer, before any spread over workers."""
+        return None if self.cpu_per_request is None else self.in_waves(self.cpu_per_request, self.cpu_before_sleep)
+
+    @property
+    def load_cpu(self):
+        """The load generator's, the same way: it sends the requests, and reads their answers a sleep later."""
+        return (None if self.load_cpu_per_request is None else
+                self.in_waves(self.load_cpu_per_request, self.load_cpu_before_sleep))
+
+    def cpu_spreads(self):
+        """[(seconds, what they are)]: the ways the burst's CPU may delay its last answer; the longest does."""
+        server = self.server_cpu
+        if server is None:
+            return []
+        workers = "1 worker" if self.cpu_workers == 1 else f"{self.cpu_workers} workers at once"
+        spreads = [(server / self.cpu_workers, f"the server's CPU on {workers}")]
+        if self.load_cpu_per_request is not None:
+            load = self.load_cpu
+            # The load generator's processes each send their share one after another...
+            processes = min(self.load_processes, self.shared_cores or self.load_processes)
+            spreads.append((load / processes, f"the load generator's CPU in {plural(processes, 'process')}"))
+            if self.shared_cores:
+                # ...and on the server's cores, both kinds of process take turns.
+                spreads.append(((server + load) / self.shared_cores,
+                                f"the server's and the load generator's CPU sharing {self.shared_cores} cores"))
+        return spreads
+
     @property
     def cpu_total(self):
-        """The burst's CPU beyond its sleeps: N x c, spread over the workers that run at once."""
-        return None if self.cpu_per_request is None else self.requests * self.cpu_per_request / self.cpu_workers
+        """The burst's CPU beyond its sleeps: the longest of its spreads."""
+        spreads = self.cpu_spreads()
+        return max(spreads)[0] if spreads else None
+
+    @property
+    def cpu_decided_by(self):
+        """What the model's CPU term is: the spread that decided it."""
+        spreads = self.cpu_spreads()
+        return max(spreads)[1] if spreads else None
 
     @property
     def model_total(self):
         return None if self.cpu_total is None else self.ideal_total + self.cpu_total
 
     def model_explained(self):
-        """The model in one line: the ideal, and the CPU it adds."""
+        """The model in one line: the ideal, the CPU it adds, and what it assumed."""
         if self.model_total is None:
             return f"model: unavailable ({self.cpu_unavailable})"
-        return (f"model {self.model_total:.2f} s = ideal {self.ideal_total:.2f} s + {self.requests} x "
+        line = (f"model {self.model_total:.2f} s = ideal {self.ideal_total:.2f} s + {self.requests} x "
                 f"{1000 * self.cpu_per_request:.2f} ms of CPU per request {self.cpu_workers_reason}")
+        assumed = []
+        if self.cpu_before_sleep is not None and self.requests > 1:
+            assumed.append(f"{1000 * self.cpu_before_sleep:.2f} ms of it before the sleep")
+        if self.load_cpu_per_request is not None:
+            where = (f"sharing {self.shared_cores} cores with the server" if self.shared_cores else
+                     "on another machine")
+            assumed.append(f"the load generator {1000 * self.load_cpu_per_request:.2f} ms per request in "
+                           f"{plural(self.load_processes, 'process')}, {where}")
+        if len(self.cpu_spreads()) > 1:
+            assumed.append(f"the longest: {self.cpu_decided_by}")
+        if self.cpu_measured_as == "wall":
+            assumed.append("c from the calibration's wall time, not the workers' CPU")
+        return line + (f" ({'; '.join(assumed)})" if assumed else "")
+
+
+def plural(count, noun):
+    # render.counted's rule, with "processes": render imports this module, not the other way round.
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}es" if noun.endswith("s") else f"{count} {noun}s"
 
 
 def pooler_of(facts):
@@ -150,9 +227,11 @@ def parallel_workers(facts):
 def cpu_model(requests, facts):
     """Prediction fields for the CPU a burst of `requests` costs, from the mode's calibration in the facts.
 
-    Each worker process runs its requests' Python one after another, so N x c is spread over the
-    workers that run at once: as many as there are workers, but at most one per core the server
-    may run on (`cpus` in /pool).
+    Each worker process runs its requests' Python one after another, so the server's CPU is spread
+    over the workers that run at once: as many as there are workers, but at most one per core the
+    server may run on (`cpus` in /pool). The load generator's processes (`load_generator` in the
+    facts: how many, and whether on the server's machine) send theirs the same way, and on the same
+    machine the server and they share those cores.
     """
     calibration = facts.get("calibration")
     if not calibration:
@@ -166,8 +245,16 @@ def cpu_model(requests, facts):
         reason = f"over {workers} workers"
     else:
         reason = f"over {workers} workers on {at_once} cores"
-    return {"requests": requests, "cpu_per_request": calibration["cpu_per_request"], "cpu_workers": at_once,
-            "cpu_workers_reason": reason}
+    load = facts.get("load_generator") or {}
+    fields = {"requests": requests, "cpu_per_request": calibration["cpu_per_request"], "cpu_workers": at_once,
+              "cpu_workers_reason": reason, "cpu_measured_as": calibration.get("measured_as", "wall"),
+              "cpu_before_sleep": calibration.get("cpu_before_sleep")}
+    if calibration.get("load_cpu_per_request") is not None and load:
+        fields.update(load_cpu_per_request=calibration["load_cpu_per_request"],
+                      load_cpu_before_sleep=calibration.get("load_cpu_before_sleep"),
+                      load_processes=load.get("processes", 1),
+                      shared_cores=(facts.get("cpus") or workers) if load.get("local") else None)
+    return fields
 
 
 def predict(endpoint, requests, sleep, facts):

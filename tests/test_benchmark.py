@@ -3,7 +3,7 @@
 import pytest
 
 from support import facts
-from lab.benchmark import excess_by_part
+from lab.benchmark import CASES, bare_row, excess_by_part, meets, model_miss, physical_limit, target_text
 from lab.waves import predict
 
 
@@ -27,3 +27,65 @@ def test_a_pooled_request_waits_its_earlier_waves_before_any_excess():
     assert parts["database_pg_sleep_overrun"] == pytest.approx(0.04)
     assert parts["server_rest_of_handler"] == pytest.approx(0.02)
     assert sum(parts.values()) == pytest.approx(2.1 - 2.0)
+
+
+def test_a_target_on_the_model_is_two_sided_and_on_the_ideal_a_ceiling():
+    # 6% over and 6% under both miss a tolerance of 0.05; 4% either way meets it.
+    assert [meets(0.05, "model", ratio) for ratio in (1.06, 0.94, 1.04, 0.96, 1.0)] == [False, False, True, True, True]
+    # The ideal is a floor no burst goes below: its target is a ceiling only.
+    assert [meets(1.03, "ideal", ratio) for ratio in (1.04, 1.02, 0.9)] == [False, True, True]
+    assert (target_text(0.05, "model"), target_text(1.03, "ideal"), target_text(1.25, "bare")) == (
+        "±0.05 model", "1.03 ideal", "1.25 bare")
+
+
+def test_every_case_on_the_model_lists_its_two_sided_tolerance():
+    on_the_model = {c.name: c.target for c in CASES if c.judged_by == "model"}
+    assert on_the_model == {"green-python-1000": 0.05, "bouncer-postgres-100": 0.05, "green-python-10000": 0.10}
+
+
+def test_a_miss_of_the_model_says_which_side_and_a_model_too_high_names_its_part():
+    prediction = predict("python", 1000, 1.0, {**facts("green"), "cpus": 2, "calibration": {
+        "cpu_per_request": 0.0004, "cpu_before_sleep": 0.0001, "measured_as": "cpu"}})
+    assert prediction.model_total == pytest.approx(1.3)
+    assert model_miss(prediction, 1.3 * 1.06) == "6% over the model"
+    assert model_miss(prediction, 1.3 / 1.06) == (
+        "the model is 6% higher than this run: its CPU, 0.30 s (the server's CPU on 1 worker), is more than this "
+        "run's 0.23 s beyond the ideal")
+
+
+def test_a_bare_case_is_the_lab_cpu_over_the_bare_apps_and_the_limit_spreads_the_bare_cpu():
+    [case] = [c for c in CASES if c.name == "bare-python-100"]
+
+    def side(c, before=None):
+        return {"cpu_per_request": c, "cpu_before_sleep": before}
+
+    assert bare_row(case, {"lab": side(0.00031), "bare": side(0.00025)})["verdict"] == "met"
+    assert bare_row(case, {"lab": side(0.00035), "bare": side(0.00025)})["verdict"] == (
+        "MISSED: the lab's handler costs 40% more CPU than the bare app's")
+    # The limit: the ideal plus the bare app's CPU of the nearest N, by the model's wave arithmetic.
+    bare = [{"requests": 1, "bare": side(0.0003)}, {"requests": 1000, "bare": side(0.0002, 0.00012)}]
+    two_workers = {**facts("green"), "worker_concurrency": 10_000, "workers": 2, "cpus": 2}
+    assert physical_limit(predict("python", 10_000, 5.0, two_workers), two_workers, bare) == pytest.approx(5.0 + 10_000 * 0.00012 / 2)
+    sync = {**facts("sync"), "cpus": 2}
+    assert physical_limit(predict("python", 5, 1.0, sync), sync, bare) == pytest.approx(5.0 + 5 * 0.0003)
+    assert physical_limit(predict("python", 5, 1.0, sync), sync, []) is None
+
+
+@pytest.mark.slow
+def test_the_bare_cases_measure_both_servers_cpu_per_request_side_by_side(tmp_path):
+    """A short run of the bare group (fewer rounds, N = 1 and 50): real Gunicorn servers, both measured."""
+    from lab import bare
+    from lab.database import database_url
+
+    with bare.Servers("green", {"DATABASE_URL": database_url()}, tmp_path) as servers:
+        assert servers.bare.get("/sleep/python/?seconds=0")[0] == 200
+        [worker] = bare.workers_of(servers.bare)
+        one = bare.measure(1, 0.3, servers.lab, servers.bare, rounds=1)
+        fifty = bare.measure(50, 0.3, servers.lab, servers.bare, rounds=2)
+    for measured in (one, fifty):
+        for side in ("lab", "bare"):
+            # Far above nothing, far below a sleep: a request's Python takes about a quarter of a millisecond.
+            assert 0.00002 < measured[side]["cpu_per_request"] < 0.01, measured
+    # At N = 50 the burst slept, so the part of each request's CPU before its sleep was read, and is less.
+    assert 0 < fifty["bare"]["cpu_before_sleep"] < fifty["bare"]["cpu_per_request"]
+    assert not worker.is_running()  # stopped with the run

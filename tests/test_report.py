@@ -213,7 +213,7 @@ def test_the_result_file_keeps_the_spread_and_reads_files_from_before_it(tmp_pat
 
 
 def test_the_summary_and_the_waves_tab_show_the_model_beside_the_ideal(tmp_path):
-    calibrated = {**facts("green"), "cpus": 2, "calibration": {"cpu_per_request": 0.0004}}
+    calibrated = {**facts("green"), "cpus": 2, "calibration": {"cpu_per_request": 0.0004, "measured_as": "cpu"}}
     completions = {"python": [Completion("python", 1.0 + i / 2000, None) for i in range(1000)]}
     summaries = analysis.summarize(completions, sleep=1.0, facts=calibrated)
     [python] = summaries

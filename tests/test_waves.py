@@ -99,7 +99,8 @@ def test_pools_larger_than_the_database_accepts_predict_refusals_as_nullpool_doe
 
 
 def calibrated(mode, c, workers=1, cpus=2, **pool):
-    return {**facts(mode, **pool), "workers": workers, "cpus": cpus, "calibration": {"cpu_per_request": c}}
+    return {**facts(mode, **pool), "workers": workers, "cpus": cpus,
+            "calibration": {"cpu_per_request": c, "measured_as": "cpu"}}
 
 
 def test_the_cpu_model_adds_n_times_c_to_the_ideal_on_one_worker():
@@ -127,6 +128,62 @@ def test_where_c_is_tiny_beside_d_the_model_stays_the_ideal():
                                  ("postgres", "green", 100, 1.0)):
         prediction = predict(endpoint, n, d, calibrated(mode, 0.0005))
         assert prediction.ideal_total < prediction.model_total < 1.01 * prediction.ideal_total
+
+
+def measured(mode, c, before, load=None, load_before=None, processes=1, local=True, workers=1, cpus=2):
+    """Facts with a CPU calibration of the workers' CPU (c, `before` of it before the sleep) and the load
+    generator's, sending from `processes` processes, on the server's machine (`local`) or not."""
+    # As the 10,000 case's servers: WORKER_CONNECTIONS 10000, so no burst here is cut into waves of 1000.
+    concurrency = {"worker_concurrency": 10_000} if mode == "green" else {}
+    return {**facts(mode), **concurrency, "workers": workers, "cpus": cpus,
+            "calibration": {"cpu_per_request": c, "cpu_before_sleep": before, "load_cpu_per_request": load,
+                            "load_cpu_before_sleep": load_before, "measured_as": "cpu"},
+            "load_generator": {"processes": processes, "local": local}}
+
+
+def test_one_overlapped_wave_pays_the_slower_half_of_c_and_later_waves_all_of_it():
+    # One wave of 1000: the Python before the sleep (0.1 ms) and the answers' (0.3 ms) each run one after
+    # another, a sleep apart: the slower half delays the last answer.
+    one = predict("python", 1000, 1.0, measured("green", 0.0004, 0.0001))
+    assert one.cpu_total == pytest.approx(0.3)
+    assert one.model_explained() == ("model 1.30 s = ideal 1.00 s + 1000 x 0.40 ms of CPU per request on 1 worker "
+                                     "(0.10 ms of it before the sleep)")
+    # Waves of 1 (sync) pay every request's whole c, one after another.
+    assert predict("python", 100, 1.0, measured("sync", 0.0004, 0.0001)).cpu_total == pytest.approx(0.04)
+    # Waves of the pool limit (15): the first wave its slower half, each later request its whole c.
+    pooled = predict("postgres", 100, 1.0, measured("green", 0.0004, 0.0001))
+    assert pooled.wave_sizes[0] == 15 and pooled.cpu_total == pytest.approx(15 * 0.0003 + 85 * 0.0004)
+    # Python that outlasts the sleep overlaps nothing: all of c, as without the split.
+    assert predict("python", 1000, 0.1, measured("green", 0.0004, 0.0001)).cpu_total == pytest.approx(0.4)
+    assert predict("python", 1000, 1.0, measured("green", 0.0004, None)).cpu_total == pytest.approx(0.4)
+
+
+def test_the_load_generator_and_the_workers_share_the_cores_they_run_on():
+    def model(**topology):
+        return predict("python", 10_000, 5.0, measured("green", 0.0004, 0.0002, 0.0002, 0.0001, **topology))
+
+    # One worker, one Locust process, two cores: each has a core; the server's 2 s is the longer.
+    alone = model()
+    assert alone.cpu_total == pytest.approx(2.0) and alone.cpu_decided_by == "the server's CPU on 1 worker"
+    # Two workers and two Locust processes on two cores: all of it takes turns on the two cores.
+    shared = model(workers=2, processes=2)
+    assert shared.cpu_total == pytest.approx((2.0 + 1.0) / 2)
+    assert shared.cpu_decided_by == "the server's and the load generator's CPU sharing 2 cores"
+    assert shared.model_explained().endswith(
+        "(0.20 ms of it before the sleep; the load generator 0.20 ms per request in 2 processes, sharing 2 cores "
+        "with the server; the longest: the server's and the load generator's CPU sharing 2 cores)")
+    # A load generator on another machine takes nothing from the server's cores.
+    assert model(workers=2, processes=2, local=False).cpu_total == pytest.approx(1.0)
+    # One Locust process slower than the server: its own CPU is what delays the last answer.
+    slow = predict("python", 1000, 1.0, measured("green", 0.0002, 0.0001, 0.0006, 0.0004, workers=2))
+    assert slow.cpu_total == pytest.approx(0.4)
+    assert slow.cpu_decided_by == "the load generator's CPU in 1 process"
+
+
+def test_a_c_from_wall_time_says_so():
+    wall = {**facts("green"), "cpus": 2, "calibration": {"cpu_per_request": 0.0005}}
+    assert predict("python", 10, 1.0, wall).model_explained().endswith(
+        "on 1 worker (c from the calibration's wall time, not the workers' CPU)")
 
 
 def test_without_a_calibration_there_is_no_model_and_it_says_why():

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import gevent
+from locust.runners import MasterRunner
 
 from contract import DB_PATH, POOL_PATH
 
@@ -88,6 +89,8 @@ class Preparation:
             self.wait_until_idle(host, settings.idle_wait)
             self.facts = calibration.with_cpu_cost(self.facts, host, self.prefix.parent, settings.calibrate,
                                                    progress=self.calibrating)
+            if self.facts:
+                self.facts = {**self.facts, "load_generator": self.load_generator(host)}
             self.backends_before = memory.backend_pids(self.postmaster())
             self.pooler_rest = memory.process_uss_mib(self.pooler_pid())
             self.pooler_sample = None
@@ -95,11 +98,18 @@ class Preparation:
             self.memory_note = ("not sampled: the postgres burst ended before its sample's moment, halfway through "
                                 "its first wave (see its failures)")
             # The kernel's count is this machine's: it tells about a server on this machine only.
-            local = urllib.parse.urlsplit(host).hostname in ("127.0.0.1", "localhost", "::1")
+            local = urllib.parse.urlsplit(host).hostname in calibration.LOOPBACK
             self.overflows_before = kernel.listen_overflows() if local else None
         finally:
             self.status = "burst running"
             self.burst.prepared.set()
+
+    def load_generator(self, host):
+        """The processes that send the burst (a master's workers, else this one), and whether they run on
+        the server's machine, sharing its cores: the CPU model spreads their CPU as it does the server's."""
+        runner = self.environment.runner
+        processes = runner.worker_count if isinstance(runner, MasterRunner) else 1
+        return {"processes": max(processes, 1), "local": urllib.parse.urlsplit(host).hostname in calibration.LOOPBACK}
 
     def calibrating(self, done, rounds):
         self.status = f"calibrating the CPU model: {done} of {rounds} rounds done"
