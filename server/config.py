@@ -37,16 +37,11 @@ MAX_DB_GRACE_SECONDS = 10.0
 
 
 def _grace(environ, name="DB_GRACE_SECONDS", default=3.0):
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        grace = parse_seconds(raw, name, MAX_DB_GRACE_SECONDS, f"at most {MAX_DB_GRACE_SECONDS:g}")
-    except BadParameter as error:
-        raise ConfigError(str(error)) from None
-    if grace == 0:
-        # A bound of exactly `seconds` would time out pg_sleep(seconds) itself, by a hair, now and then.
-        raise ConfigError(f"{name} must be more than 0, got {raw!r}")
+    grace = _seconds(environ, name, default)
+    # Above 0: a bound of exactly `seconds` would time out pg_sleep(seconds) itself, by a hair, now and then.
+    if not 0 < grace <= MAX_DB_GRACE_SECONDS:
+        raise ConfigError(f"{name} must be more than 0 and at most {MAX_DB_GRACE_SECONDS:g}, "
+                          f"got {environ[name].strip()!r}")
     return grace
 
 

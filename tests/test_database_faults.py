@@ -7,7 +7,6 @@ Each test counts what it sent, what was answered and why; nothing may be lost (s
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
