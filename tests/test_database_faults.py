@@ -182,3 +182,48 @@ def test_a_killed_postmaster_is_named_and_the_lab_starts_it_again_leaving_nothin
     assert not lab_processes(pgdata), [p.info["cmdline"] for p in lab_processes(pgdata)]
     assert not (pgdata / "postmaster.pid").exists()
     shutil.rmtree(root, ignore_errors=True)
+
+
+def summary_of(mode, statuses, **pool):
+    """A postgres burst's summary on `mode` (its /pool facts with `pool`), one answer per status: 0 = none."""
+    from lab import analysis
+    from lab.records import completions
+    from support import facts
+
+    records = [{"request_type": "GET", "name": "/sleep/postgres/", "response_time": 1000.0 * (n + 1),
+                "response_length": 90, "start_time": 1000.0, "status_code": status, "timing": None,
+                "exception": None if status == 200 else
+                ("connection_error: no answer from the server" if status == 0 else
+                 "database_timeout: PostgreSQL did not answer the query within 4 s")}
+               for n, status in enumerate(statuses)]
+    pool_facts = {**facts(mode), **pool}
+    [summary] = analysis.summarize(completions(records), sleep=1.0, facts=pool_facts)
+    return summary, pool_facts
+
+
+@pytest.mark.parametrize("mode, worker_timeout, words", [
+    ("sync", 90, "NOTE: the sync mode's worker blocks in each query, so it cannot bound one whose database does not "
+                 "answer: only Gunicorn's worker timeout (90 s) does, by killing the worker with every request it "
+                 "holds"),
+    ("gevent", 0, "NOTE: the gevent mode's worker blocks in each query, so it cannot bound one whose database does "
+                  "not answer, and it runs with --timeout 0: nothing bounds it"),
+])
+def test_a_blocked_workers_postgres_burst_left_unanswered_names_what_bounds_it(mode, worker_timeout, words):
+    from lab import render
+
+    summary, pool_facts = summary_of(mode, [200, 0, 0], db_grace_seconds=None, worker_timeout=worker_timeout)
+    assert words in render.format_summary([summary], pool_facts)
+    # Answered in full: nothing to explain.
+    summary, _ = summary_of(mode, [200, 200, 200])
+    assert "NOTE" not in render.format_summary([summary], pool_facts)
+
+
+def test_a_mode_that_bounds_its_waits_gets_no_note_its_504s_say_it_all():
+    from lab import render
+
+    summary, pool_facts = summary_of("green", [200, 504, 504], db_grace_seconds=3.0, worker_timeout=90)
+    text = render.format_summary([summary], pool_facts)
+    assert "failures: database_timeout 2" in text and "NOTE" not in text
+    assert render.database_bound_note(pool_facts) is None
+    # A result file written before /pool said what bounds a query: no note, rather than a guess.
+    assert render.database_bound_note({"mode": "sync"}) is None
