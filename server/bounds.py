@@ -44,15 +44,18 @@ class DatabaseTimeout(Exception):
     step: str
     seconds: float
     grace: float
+    # Through PgBouncer: how long it may queue the query for a server connection (its query_wait_timeout).
+    queue: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
     @property
     def bound(self):
-        return self.seconds + self.grace
+        return self.seconds + self.grace + self.queue
 
     def __str__(self):
+        queue = f" + PgBouncer's query_wait_timeout {self.queue:g}" if self.queue else ""
         return (f"PostgreSQL did not answer {STEPS[self.step]} within {self.bound:g} s (seconds {self.seconds:g} + "
-                f"DB_GRACE_SECONDS {self.grace:g}); the connection was discarded")
+                f"DB_GRACE_SECONDS {self.grace:g}{queue}); the connection was discarded")
 
     def waited(self):
         return time.monotonic() - self.started
@@ -97,14 +100,19 @@ def request_seconds():
 
 
 @contextmanager
-def step(name):
-    """Bound the waits on the database inside to the request's bound; DatabaseTimeout past it."""
-    if _mechanism is None:
+def step(name, queue=0.0):
+    """Bound the waits on the database inside to the request's bound; DatabaseTimeout past it.
+
+    `queue`: how long a queue on the way may hold it besides (PgBouncer's for a query through it, which its
+    query_wait_timeout bounds, as POOL_TIMEOUT bounds the pool's); None: that queue waits for ever, and then a
+    silent database cannot be told from it, so the step is not bounded.
+    """
+    if _mechanism is None or queue is None:
         yield
         return
     from flask import current_app
 
-    timeout = DatabaseTimeout(name, request_seconds(), current_app.config["DB_GRACE_SECONDS"])
+    timeout = DatabaseTimeout(name, request_seconds(), current_app.config["DB_GRACE_SECONDS"], queue)
     if _mechanism == "gevent":
         import gevent
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from contract import DB_PATH, POOL_PATH, BadParameter, sleep_path, sleep_seconds
 
-from . import bounds, facts, worker
+from . import bounds, facts, pooler, worker
 from .bounds import DatabaseTimeout
 from .db import Todo, db
 from .errors import ClientGone, PoolerUnavailable
@@ -120,7 +120,9 @@ def postgres_sleep():
     # Through PgBouncer the wait for a server connection starts here: errors.database_error reads it.
     g.query_started = connected
     try:
-        with bounds.step("query"), cancelled_when_the_client_leaves(connection.connection.dbapi_connection):
+        # Through PgBouncer the query also waits in its queue for a server connection (transaction pooling).
+        queue = pooler.queue_seconds(current_app.config["POOLER_URL"]) if current_app.config["PGBOUNCER"] else 0.0
+        with bounds.step("query", queue), cancelled_when_the_client_leaves(connection.connection.dbapi_connection):
             # A bound parameter, never string formatting: the value reaches SQL as data.
             db.session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
             queried = time.time()
