@@ -69,7 +69,12 @@ def cancelled_when_the_client_leaves(connection):
         except OSError:
             closed = True
         if closed:
-            connection.cancel()
+            try:
+                connection.cancel()
+            except connection.Error:
+                # Its query failed first (the database gone): the connection is closed, or its server cannot
+                # take a cancel; the request answers with that cause, and there is nothing left to cancel.
+                pass
     watcher = gevent.spawn(watch)
     try:
         yield
