@@ -55,15 +55,20 @@ ERRORS = {
     POOLER_UNAVAILABLE: (503, "PgBouncer is not installed, not running, or could not be reached"),
 }
 # The causes the lab counts failed requests by: the server's refusal of a parameter, its database
-# errors, no answer at all, and anything else.
+# errors, a connection the server closed or reset before it answered (its worker died), no
+# connection at all, and anything else.
+CONNECTION_LOST = "connection_lost"
 CONNECTION_ERROR = "connection_error"
 OTHER = "other"
 FAILURE_CAUSES = (BAD_PARAMETER, POOL_TIMEOUT, TOO_MANY_CONNECTIONS, DATABASE_UNAVAILABLE, DATABASE_TIMEOUT,
-                  POOLER_REFUSED, POOLER_QUERY_WAIT_TIMEOUT, POOLER_UNAVAILABLE, CONNECTION_ERROR, OTHER)
+                  POOLER_REFUSED, POOLER_QUERY_WAIT_TIMEOUT, POOLER_UNAVAILABLE, CONNECTION_LOST, CONNECTION_ERROR, OTHER)
 
 
-def failure_message(status_code, body):
-    """What a failed answer says, led by the server's own error code when it sent one."""
+def failure_message(status_code, body, lost=False):
+    """What a failed answer says, led by the server's own error code when it sent one; `lost`: the
+    connection was closed or reset before any answer."""
+    if not status_code and lost:
+        return f"{CONNECTION_LOST}: the server closed the connection before it answered"
     if not status_code:
         return f"{CONNECTION_ERROR}: no answer from the server"
     try:

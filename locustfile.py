@@ -2,30 +2,31 @@
 
     locust -f locustfile.py                                   # web UI
     locust --config profiles/5-users.conf -H http://127.0.0.1:8003
+    locust --config profiles/5-users.conf -H http://127.0.0.1:8000 --path /items   # any app's paths instead
 
 The lab's logic lives in lab/ (waves, predictions, reports); lab.plugin wires it to Locust.
 """
 
 from locust import events, tag, task
 
-from lab.plugin import SleepUser, register
+from lab.plugin import BurstUser, register
 
 register(events)
 
 
-class PythonSleepUser(SleepUser):
+class PythonSleepUser(BurstUser):
     endpoint = "python"
 
     @tag("python")
     @task
     def sleep_in_python(self):
-        self.sleep_request()
+        self.burst_request()
 
 
-class PostgresSleepUser(SleepUser):
+class PostgresSleepUser(BurstUser):
     endpoint = "postgres"
 
     @tag("postgres")
     @task
     def sleep_in_postgres(self):
-        self.sleep_request()
+        self.burst_request()

@@ -169,7 +169,7 @@ def case_row(case, result, timings_path):
         "case": case.name,
         "mode": case.mode,
         "endpoint": case.endpoint,
-        "requests": summary.answered,
+        "requests": summary.completed,
         "sleep_s": summary.prediction.sleep,
         "total_s": round(summary.total, 3),
         "ideal_s": round(summary.prediction.ideal_total, 3),
@@ -182,7 +182,7 @@ def case_row(case, result, timings_path):
         "judged_by": case.judged_by,
         "met": None if target is None or judged is None else judged <= target,
         "waves": [w.size for w in summary.waves],
-        "failures": sum(summary.failures.values()),
+        "failures": summary.failed,
         # Predicted from /db before the run: requests the database refuses at once.
         "refused_predicted": summary.prediction.refused,
         "refused": summary.failures[summary.prediction.refused_as],
@@ -190,7 +190,7 @@ def case_row(case, result, timings_path):
                                            bool(result.facts.get("pgbouncer"))),
         "costs": result.costs,
     }
-    unanswered = case.requests - summary.answered
+    unanswered = case.requests - summary.completed
     if target is None:
         row["verdict"] = (f"no target ({case.why})" if case.target is None else
                           f"no target (its target is for {case.sleep or TARGET_SLEEP:g} s)")

@@ -111,8 +111,8 @@ def table_row(result):
     facts, sleep = result.facts, result.measurement.sleep
     row = {"variant": result.measurement.name, "mode": facts["mode"], "pool_class": facts["pool_class"].rsplit(".", 1)[-1],
            "pool_size": facts["pool_size"], "max_overflow": facts["max_overflow"],
-           "requests": max(s.answered for s in result.summaries), "sleep_s": sleep,
-           "failures": sum(sum(s.failures.values()) for s in result.summaries),
+           "requests": max(s.completed for s in result.summaries), "sleep_s": sleep,
+           "failures": sum(s.failed for s in result.summaries),
            "too_many_connections": sum(s.failures[TOO_MANY_CONNECTIONS] for s in result.summaries),
            **{key: result.costs.get(key, "") for key in TABLE_COLUMNS[-4:]}}
     totals, ideals, models = [], [], []

@@ -8,7 +8,7 @@ from dataclasses import asdict
 # The request log keeps the columns of Locust's own per-request log.
 from locust.contrib.csv_request_logger import CSV_COLUMNS as REQUEST_LOG_COLUMNS
 
-from .analysis import EndpointSummary, stop_notes
+from .analysis import EndpointSummary, counts_note, stop_notes, stopped_worker
 from .waves import Completion
 
 WAVES_COLUMNS = ("endpoint", "wave", "size", "predicted_size", "first_s", "last_s", "failures", "note")
@@ -37,8 +37,10 @@ class RequestLog:
         self._file.close()
 
 
-def write_waves_csv(path, summaries, warnings=(), never_began=()):
-    """A row per wave; then a row per warning and per endpoint a stop left unfinished, said in `note`."""
+def write_waves_csv(path, summaries, warnings=(), never_began=(), facts=None):
+    """A row per wave; then per endpoint its counts (analysis.counts_note, the failed in `failures`); then a row per
+    warning, per endpoint a stop left unfinished, and a worker that stopped (given the server's `facts`), said in
+    `note`."""
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(WAVES_COLUMNS)
@@ -48,10 +50,15 @@ def write_waves_csv(path, summaries, warnings=(), never_began=()):
                 expected = predicted[wave.number - 1] if wave.number <= len(predicted) else 0
                 writer.writerow((wave.endpoint, wave.number, wave.size, expected,
                                  f"{wave.first:.3f}", f"{wave.last:.3f}", wave.failures, ""))
+        for summary in summaries:
+            writer.writerow((summary.endpoint, "", "", "", "", "", summary.failed, f"COUNTS: {counts_note(summary)}"))
         for endpoint, in_flight, note in stop_notes(summaries, never_began):
             writer.writerow((endpoint, "", in_flight, "", "", "", "", note))
         for warning in warnings:
             writer.writerow(("", "", "", "", "", "", "", f"WARNING: {warning}"))
+        lost = stopped_worker(summaries, facts)
+        if lost:
+            writer.writerow(("", "", "", "", "", "", "", lost.note))
 
 
 def write_server_timings(path, timings):
@@ -82,7 +89,8 @@ def write_result(path, facts, summaries, completions, costs=None):
     """A run's result, for whoever started it: the server's facts, the summaries, every completion, the costs."""
     with open(path, "w", encoding="utf-8") as out:
         # failures by hand: asdict would rebuild the Counter from (cause, count) pairs, counting the pairs.
-        json.dump({"facts": facts, "summaries": [{**asdict(s), "failures": dict(s.failures)} for s in summaries],
+        json.dump({"facts": facts, "summaries": [{**asdict(s), "failures": dict(s.failures), "counts": s.counts}
+                                                for s in summaries],
                    "completions": {e: [(c.at, c.failure) for c in done] for e, done in completions.items()},
                    "costs": costs or {}}, out)
 

@@ -10,7 +10,7 @@ request log are all read from that list.
 import json
 import time
 
-from contract import TIMING_FIELDS, endpoint_of, failure_cause
+from contract import TIMING_FIELDS, failure_cause
 
 from .waves import Completion
 
@@ -18,14 +18,14 @@ from .waves import Completion
 TIMING_COLUMNS = {"started_at": "server_started", "finished_at": "server_finished"}
 
 
-def answer_record(request_type, name, response_time, response_length, response=None, exception=None,
+def answer_record(endpoint, request_type, name, response_time, response_length, response=None, exception=None,
                   start_time=None, **kwargs):
-    """One answered request from Locust's request event: what the request log keeps, and the
+    """One answered request of `endpoint` from Locust's request event: what the request log keeps, and the
     server's timestamps from the answer (None when it sent none)."""
     status_code = getattr(response, "status_code", 0) or 0
     if start_time is None:
         start_time = time.time()  # as Locust's own request log does for an event without one
-    record = {"request_type": request_type, "name": name, "response_time": response_time,
+    record = {"endpoint": endpoint, "request_type": request_type, "name": name, "response_time": response_time,
               "response_length": response_length, "start_time": start_time, "status_code": status_code,
               "exception": str(exception) if exception else None, "timing": None}
     if exception or response is None:
@@ -35,7 +35,7 @@ def answer_record(request_type, name, response_time, response_length, response=N
         timing = {field: answer.get(field, "") for field in TIMING_FIELDS}
         if "" in (timing["started_at"], timing["finished_at"], timing["pid"]):
             return record  # not a sleep's answer: no timing to keep
-        record["timing"] = {"endpoint": endpoint_of(name), "sent": start_time, "done": start_time + response_time / 1000,
+        record["timing"] = {"endpoint": endpoint, "sent": start_time, "done": start_time + response_time / 1000,
                             **{TIMING_COLUMNS.get(field, field): value for field, value in timing.items()}}
     except (TypeError, ValueError, AttributeError):
         pass
@@ -52,7 +52,7 @@ def completions(records):
         start = record["start_time"]
         finished = start + record["response_time"] / 1000
         failure = failure_cause(record["status_code"], record["exception"])
-        sent.setdefault(endpoint_of(record["name"]), []).append((start, finished, failure))
+        sent.setdefault(record["endpoint"], []).append((start, finished, failure))
     found = {}
     for endpoint, requests in sent.items():
         began = min(start for start, _, _ in requests)

@@ -1,15 +1,22 @@
 """A burst's summaries as words: the terminal summary, the web UI's Waves tab, and tables."""
 
-from contract import ERRORS, FAILURE_CAUSES, POOLER_QUERY_WAIT_TIMEOUT, endpoint_of
+from collections import Counter
 
-from .analysis import stop_notes, worker_spread
-from .waves import pooler_of
+from contract import ERRORS, FAILURE_CAUSES, OTHER, POOLER_QUERY_WAIT_TIMEOUT, endpoint_of
+
+from .analysis import counts_note, failure_words, stop_notes, stopped_worker, worker_spread
+from .inference import LIMIT, NO_LIMIT
+from .waves import limits, pooler_of
+
+# Why an endpoint has no prediction, when /pool answered: the prediction is of the lab's sleep endpoints.
+NOT_A_LAB_ENDPOINT = "not one of the lab's sleep endpoints"
 
 # The web UI's Waves tab: a row per endpoint of the last burst, (key, column title).
-WAVES_TAB = (("endpoint", "Endpoint"), ("answered", "Answered"), ("waves", "Waves"), ("predicted", "Predicted"),
+WAVES_TAB = (("endpoint", "Endpoint"), ("sent", "Sent"), ("answered", "Answered"), ("failed", "Failed"),
+             ("in_flight", "In flight"), ("waves", "Waves"), ("predicted", "Predicted"),
              ("total_s", "Total (s)"), ("ideal_s", "Ideal (s)"), ("ratio", "Measured/ideal"),
              ("model_s", "Model (s)"), ("model_ratio", "Measured/model"),
-             ("failures", "Failures by cause"), ("note", "Note"))
+             ("inferred", "Inferred"), ("failures", "Failures by cause"), ("note", "Note"))
 
 
 def sizes(numbers):
@@ -39,6 +46,8 @@ def ratio_text(ratio, summary):
         return f"{ratio:.2f}"
     if summary.in_flight:
         return "stopped early"
+    if summary.cut_short:
+        return "none (requests lost with their connections)"
     return "none (0 s sleeps: an ideal of 0 s; the model's ratio is the verdict)"
 
 
@@ -98,25 +107,52 @@ def spread_lines(summary, facts):
     return lines
 
 
-def waves_tab_rows(summaries, facts, warnings=(), never_began=()):
+def inference_lines(summary, facts, lab_endpoint):
+    """The limit inferred from the burst's answers alone; where /pool answered, the cause it names for the
+    limit found (lab.waves.limits: the reasons the prediction gives), or that the two differ."""
+    inferred = summary.inferred
+    if inferred is None:
+        return []
+    lines = [f"inferred: {inferred.text(summary.sent)}"]
+    if not (facts and lab_endpoint and summary.prediction) or inferred.verdict not in (LIMIT, NO_LIMIT):
+        return lines
+    tightest, why = min(limits(lab_endpoint, facts), key=lambda limit: limit[0])
+    predicted = min(tightest, summary.sent)
+    found = inferred.limit if inferred.verdict == LIMIT else summary.sent
+    if summary.prediction.refused or summary.prediction.timed_out:
+        return lines  # refusals are not waves: the prediction's own lines compare them
+    if found == predicted and inferred.verdict == LIMIT:
+        lines.append(f"cause, from /pool: limit {found}: {why}")
+    elif found != predicted:
+        lines.append(f"INFERRED DIFFERS from /pool: {found} at once inferred, {predicted} predicted (limit "
+                     f"{tightest}: {why})")
+    return lines
+
+
+def waves_tab_rows(summaries, facts, warnings=(), never_began=(), lab_endpoints=None):
     """The web UI's Waves tab (WAVES_TAB): a row per endpoint of the burst, beside its prediction."""
     stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
+    lost = stopped_worker(summaries, facts)
     rows = []
     for s in summaries:
-        notes = [stopped.get(s.endpoint), *(f"WARNING: {w}" for w in warnings)]
+        notes = [stopped.get(s.endpoint), lost and s.endpoint in lost.lost and lost.note,
+                 *(f"WARNING: {w}" for w in warnings)]
         if s.uneven and s.ratio is not None:
             notes.append(f"UNEVEN: {uneven_cause(s, facts, warnings)}")
         if s.prediction:
             notes += [line.strip() for line in spread_lines(s, facts)]
-        rows.append({"endpoint": s.endpoint, "answered": s.answered, "waves": sizes(w.size for w in s.waves),
+        inferred = inference_lines(s, facts, (lab_endpoints or {}).get(s.endpoint, s.endpoint))
+        notes += inferred[1:]
+        rows.append({"endpoint": s.endpoint, **s.counts, "waves": sizes(w.size for w in s.waves),
                      "predicted": sizes(s.prediction.wave_sizes) if s.prediction else "unavailable",
                      "total_s": f"{s.total:.2f}", "ideal_s": f"{s.prediction.ideal_total:.2f}" if s.prediction else "",
                      "ratio": "" if s.ratio is None else f"{s.ratio:.2f}",
                      "model_s": f"{s.prediction.model_total:.2f}" if s.prediction and s.prediction.model_total else "",
                      "model_ratio": "" if s.model_ratio is None else f"{s.model_ratio:.2f}",
-                     "failures": ", ".join(f"{cause} {n}" for cause, n in sorted(s.failures.items())) or "none",
+                     "inferred": inferred[0].removeprefix("inferred: ") if inferred else "",
+                     "failures": failure_words(s),
                      "note": "; ".join(filter(None, notes))})
-    return rows + [{**dict.fromkeys((key for key, _ in WAVES_TAB), ""), "endpoint": endpoint, "answered": 0,
+    return rows + [{**dict.fromkeys((key for key, _ in WAVES_TAB), ""), "endpoint": endpoint, "sent": 0,
                     "note": stopped[endpoint]} for endpoint in never_began]
 
 
@@ -156,8 +192,10 @@ def unanswered_by_the_server(summary):
     return summary.in_flight + sum(summary.failures[cause] for cause in FAILURE_CAUSES if cause not in ERRORS)
 
 
-def format_summary(summaries, facts=None, warnings=(), never_began=()):
-    """The burst's summary as the terminal shows it."""
+def format_summary(summaries, facts=None, warnings=(), never_began=(), unpredicted=None, lab_endpoints=None):
+    """The burst's summary as the terminal shows it; `unpredicted` says why there are no predictions
+    without facts; `lab_endpoints`: name -> the lab's endpoint it is (by default the names themselves)."""
+    lab_endpoints = {} if lab_endpoints is None else lab_endpoints
     lines = []
     if facts is not None:
         pool = (f"pool_size {facts['pool_size']} + max_overflow {facts['max_overflow']}, pool timeout "
@@ -175,17 +213,21 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
             pool += (f"; PostgreSQL max_connections {ceiling['max_connections']}, {ceiling['open_connections']} "
                      f"open, {ceiling['accepts']} more accepted")
         lines.append(f"pool-lab burst on the {facts['mode']} mode: {pool}")
+    elif unpredicted:
+        lines.append(f"pool-lab burst ({unpredicted}): each limit below is inferred from the answers alone")
     lines += [f"WARNING: {warning}" for warning in warnings]
     stopped = {endpoint: note for endpoint, _, note in stop_notes(summaries, never_began)}
     for s in summaries:
-        line = f"{s.endpoint}: {counted(s.answered, 'request')}, total {s.total:.2f} s"
+        line = f"{s.endpoint}: {counted(s.sent, 'request')}, total {s.total:.2f} s"
         if s.waves:
             line += f", {waves_phrase(w.size for w in s.waves)}"
         lines.append(line)
         if s.endpoint in stopped:
             lines.append(f"  {stopped[s.endpoint]}")
+        lab = lab_endpoints.get(s.endpoint, s.endpoint)
         if s.waves and s.prediction is None:
-            lines.append("  prediction: unavailable (the server's /pool did not answer)")
+            why = NOT_A_LAB_ENDPOINT if facts else unpredicted or "the server's /pool did not answer"
+            lines.append(f"  prediction: unavailable ({why})")
         elif s.waves:
             p = s.prediction
             measured = ratio_text(s.ratio, s)
@@ -197,7 +239,7 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
                 f"; measured/model {ratio_text(s.model_ratio, s)}"))
             if p.refused:
                 lines.append(f"  predicted {s.sent - p.refused - p.timed_out} succeeded and {p.refused} {p.refused_as}; "
-                             f"measured {s.answered - sum(s.failures.values())} succeeded and "
+                             f"measured {s.answered} succeeded and "
                              f"{s.failures[p.refused_as]} {p.refused_as}")
             if p.timed_out:
                 lines.append(f"  predicted {p.timed_out} {POOLER_QUERY_WAIT_TIMEOUT} at about {p.timed_out_at:g} s; "
@@ -205,15 +247,16 @@ def format_summary(summaries, facts=None, warnings=(), never_began=()):
             if s.uneven and s.ratio is not None:
                 lines.append(f"  UNEVEN: the waves differ from the prediction ({uneven_cause(s, facts, warnings)})")
             lines += spread_lines(s, facts)
-        if s.failures:
-            lines.append("  failures: " + ", ".join(f"{cause} {s.failures[cause]}"
-                                                     for cause in FAILURE_CAUSES if s.failures[cause]))
-        else:
-            lines.append("  failures: none")
+        if s.waves:
+            lines += [f"  {line}" for line in inference_lines(s, facts, lab)]
+        lines.append(f"  {counts_note(s, causes=False)}; failures: {failure_words(s)}")
         note = database_bound_note(facts)
-        if note and s.endpoint == "postgres" and unanswered_by_the_server(s):
+        if note and lab == "postgres" and unanswered_by_the_server(s):
             lines.append(f"  {note}")
     lines += [f"{endpoint}: {stopped[endpoint]}" for endpoint in never_began]
+    lost = stopped_worker(summaries, facts)
+    if lost:
+        lines.append(lost.note)
     return "\n".join(lines)
 
 
@@ -241,9 +284,33 @@ def format_costs(costs):
     return lines
 
 
-def format_steady(entries):
-    """A steady run's summary from Locust's statistics entries: requests, failures, response times."""
-    lines = [f"{endpoint_of(entry.name)}: {entry.num_requests} requests, {entry.num_failures} failed; response time "
-             f"median {entry.median_response_time:.0f} ms, 95th percentile "
-             f"{entry.get_response_time_percentile(0.95):.0f} ms" for entry in sorted(entries, key=lambda e: e.name)]
+def format_steady(stats, sent, name_of=endpoint_of, order=()):
+    """A steady run's summary from Locust's statistics (`stats`: its RequestStats) and the requests `sent` per
+    endpoint: the counts (sent = answered + failed + in flight), failures by cause, response times;
+    `name_of` names an entry's endpoint, listed in the run's `order` (others after them)."""
+    causes = {}
+    for error in stats.errors.values():
+        causes.setdefault(name_of(error.name), Counter())[steady_failure_cause(error.error)] += error.occurrences
+    entries = {name_of(entry.name): entry for entry in stats.entries.values()}
+    lines = []
+    for endpoint in sorted(set(entries) | set(sent), key=lambda e: (tuple(order) + (e,)).index(e)):
+        entry = entries.get(endpoint)
+        finished, failed = (entry.num_requests, entry.num_failures) if entry else (0, 0)
+        line = (f"{endpoint}: sent {max(sent.get(endpoint, 0), finished)} = answered {finished - failed} + failed "
+                f"{failed} + in flight {max(sent.get(endpoint, 0) - finished, 0)}")
+        if failed:
+            line += "; failures: " + ", ".join(f"{c} {causes[endpoint][c]}" for c in FAILURE_CAUSES
+                                                if causes.get(endpoint, {}).get(c))
+        if entry and entry.num_requests:
+            line += (f"; response time median {entry.median_response_time:.0f} ms, 95th percentile "
+                     f"{entry.get_response_time_percentile(0.95):.0f} ms")
+        lines.append(line)
     return "\n".join(lines) or "no request was sent"
+
+
+def steady_failure_cause(error):
+    """The cause of a failure as Locust's statistics keep it, the repr of its exception:
+    "CatchResponseError('pool_timeout: no ...')" -> 'pool_timeout'."""
+    message = error.split("(", 1)[-1].lstrip("'\"")
+    code = message.split(":", 1)[0]
+    return code if code in FAILURE_CAUSES else OTHER

@@ -10,7 +10,7 @@ import pytest
 
 import embedded_pg
 from fresh_machine import FreshMachine
-from lab.servers import start_mode
+from lab.servers import start_mode, stop_all
 from server import create_app
 from support import burst, private_directory
 
@@ -79,8 +79,7 @@ def running_mode(database_url, tmp_path_factory):
         return running[key]
 
     yield get
-    for mode in running.values():
-        mode.stop()
+    stop_all(list(running.values()))
 
 
 @pytest.fixture

@@ -190,7 +190,8 @@ def summary_of(mode, statuses, **pool):
     from lab.records import completions
     from support import facts
 
-    records = [{"request_type": "GET", "name": "/sleep/postgres/", "response_time": 1000.0 * (n + 1),
+    records = [{"endpoint": "postgres", "request_type": "GET", "name": "/sleep/postgres/",
+                "response_time": 1000.0 * (n + 1),
                 "response_length": 90, "start_time": 1000.0, "status_code": status, "timing": None,
                 "exception": None if status == 200 else
                 ("connection_error: no answer from the server" if status == 0 else

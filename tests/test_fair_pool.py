@@ -43,9 +43,11 @@ def burst_waves(fire, server):
     return [w.size for w in group_waves([c for c, _, _ in results], SLEEP)]
 
 
-def test_fair_pool_keeps_every_wave_full_where_stock_shrinks(running_mode, fire, database_url):
+def test_fair_pool_keeps_every_wave_full(running_mode, fire, database_url):
+    # Whether stock QueuePool's later waves shrink depends on how closely a wave's queries end together,
+    # which the machine's load decides (docs/uneven-waves.md measures both); tests/test_pool_handover.py
+    # shows the mechanism for certain. The fair pool's waves are full however they end.
     fair = running_mode("green", POOL_CLASS="fair", DATABASE_URL=tagged(database_url, "fair-waves"), **POOL)
-    stock = running_mode("green", DATABASE_URL=tagged(database_url, "stock-waves"), **POOL)
     assert fair.get_json("/pool")[1]["pool_class"] == "server.pool.FairQueuePool"
 
     peak = 0
@@ -67,13 +69,6 @@ def test_fair_pool_keeps_every_wave_full_where_stock_shrinks(running_mode, fire,
     assert fair_waves == [LIMIT] * 4
     # The pool filled up, and never beyond its limit.
     assert peak == LIMIT
-
-    stock_runs = [burst_waves(fire, stock) for _ in range(2)]
-    assert [run[0] for run in stock_runs] == [LIMIT, LIMIT]
-    # Stock QueuePool's later waves hold fewer than the limit on average, so it needs more of them.
-    later = [size for run in stock_runs for size in run[1:]]
-    assert sum(later) / len(later) < LIMIT
-    assert sum(len(run) for run in stock_runs) > 2 * len(fair_waves)
 
 
 def test_fair_pool_shrinks_back_to_pool_size_after_a_burst(running_mode, fire, database_url):

@@ -1,5 +1,6 @@
 """Real headless Locust runs of the lab's profiles against real modes."""
 
+import json
 import re
 import subprocess
 import sys
@@ -19,7 +20,8 @@ def wave_sizes(prefix):
     assert tuple(rows[0]) == WAVES_COLUMNS
     sizes = {}
     for row in rows:
-        sizes.setdefault(row["endpoint"], []).append(int(row["size"]))
+        if row["wave"]:  # not a row of counts or notes
+            sizes.setdefault(row["endpoint"], []).append(int(row["size"]))
     return sizes
 
 
@@ -42,6 +44,11 @@ def test_five_user_profile_shows_each_mode_and_ends_by_itself(running_mode, tmp_
     assert (tmp_path / "five.html").stat().st_size > 0
     assert f"pool-lab burst on the {mode} mode" in result.stdout
     assert "failures: none" in result.stdout and "UNEVEN" not in result.stdout
+    # Inferred from the answers alone, beside the prediction: the same limit (1: serial; none below 5 else).
+    for endpoint, waves in (("python", python_waves), ("postgres", postgres_waves)):
+        said = "at most 1 at once" if len(waves) > 1 else "no limit below 5"
+        assert f"inferred: {said}" in result.stdout.split(f"{endpoint}: 5 requests")[1]
+    assert "INFERRED DIFFERS" not in result.stdout
 
 
 def test_hundred_user_profile_in_green_mode_fills_the_pool_first(running_mode, tmp_path):
@@ -53,8 +60,15 @@ def test_hundred_user_profile_in_green_mode_fills_the_pool_first(running_mode, t
     assert sizes["postgres"][0] == 5 + 10
     assert sum(sizes["postgres"]) == 100
     rows = read_csv(f"{prefix}_waves.csv")
-    assert [int(r["predicted_size"]) for r in rows if r["endpoint"] == "postgres"][:7] == [15] * 6 + [10]
+    assert [int(r["predicted_size"]) for r in rows if r["endpoint"] == "postgres" and r["wave"]][:7] == [15] * 6 + [10]
     assert f"first wave 15, measured 15; ideal total {7 * SLEEP:.2f} s" in result.stdout  # 7 waves of 15
+    # The same limit inferred from the answers alone, its cause named from /pool.
+    postgres = result.stdout.split("postgres: 100 requests")[1]
+    assert "inferred: at most 15 at once" in postgres, postgres
+    assert "cause, from /pool: limit 15: waves of the pool limit: pool_size 5 + max_overflow 10" in postgres
+    with open(f"{prefix}_result.json") as result_file:
+        inferred = {s["endpoint"]: s["inferred"] for s in json.load(result_file)["summaries"]}
+    assert (inferred["postgres"]["limit"], inferred["python"]["limit"]) == (15, None)
     assert "spawn rate is very high" not in result.stderr
 
 
@@ -69,7 +83,8 @@ def test_pool_timeouts_are_counted_by_cause(running_mode, tmp_path):
     assert "failures: pool_timeout 4" in result.stdout
     assert "pool timeout 1 s" in result.stdout
     rows = read_csv(f"{prefix}_waves.csv")
-    assert sum(int(r["failures"]) for r in rows) == 4
+    assert sum(int(r["failures"]) for r in rows if r["wave"]) == 4
+    assert "COUNTS: sent 5 = answered 1 + failed 4 (pool_timeout 4) + in flight 0" in [r["note"] for r in rows]
 
 
 def test_web_ui_offers_the_lab_options_and_runs_a_burst(running_mode, tmp_path):
@@ -134,14 +149,15 @@ def test_a_run_stopped_early_says_what_it_left_behind(running_mode, tmp_path, pr
         time.sleep(0.1)
     locust.send_signal(signal.SIGTERM)
     output, _ = locust.communicate(timeout=60)
-    stopped = re.search(r"STOPPED EARLY: 5 sent, (\d) answered, (\d) still in flight", output)
+    stopped = re.search(r"STOPPED EARLY: 5 sent, (\d) answered, 0 failed, (\d) still in flight", output)
     assert stopped, output
     answered, in_flight = map(int, stopped.groups())
     assert answered + in_flight == 5 and 0 < answered < 5
     assert "predicted: 1 1 1 1 1" in output  # for the 5 sent, not the answered
     assert "postgres: STOPPED EARLY: never began (the run stopped first)" in output
     notes = [row["note"] for row in read_csv(f"{prefix}_waves.csv") if row["note"]]
-    assert notes == [stopped.group(0), "STOPPED EARLY: never began (the run stopped first)"]
+    assert notes == [f"COUNTS: sent 5 = answered {answered} + failed 0 + in flight {in_flight}", stopped.group(0),
+                     "STOPPED EARLY: never began (the run stopped first)"]
 
 
 def test_a_burst_waits_for_a_busy_pool_then_warns(running_mode, tmp_path):
@@ -169,7 +185,12 @@ def test_a_steady_run_reports_response_times_and_keeps_no_request_log(running_mo
                            "--run-time", "2s", "--sleep-seconds", "0.1")
     assert result.returncode == 0, result.stderr
     assert "pool-lab steady run" in result.stdout
-    steady = re.search(r"python: \d+ requests, 0 failed; response time median (\d+) ms", result.stdout)
-    assert steady and int(steady.group(1)) >= 100, result.stdout  # no answer before its 0.1 s sleep
+    steady = re.search(r"python: sent (\d+) = answered (\d+) \+ failed 0 \+ in flight (\d+); response time median "
+                       r"(\d+) ms", result.stdout)
+    assert steady and int(steady.group(4)) >= 100, result.stdout  # no answer before its 0.1 s sleep
+    # Sent is counted as each request leaves, answers as they come: what the stop cut short is in flight,
+    # at most one request per user.
+    sent, answered, in_flight = map(int, steady.groups()[:3])
+    assert sent == answered + in_flight and answered > 0 and in_flight <= 1, result.stdout
     assert "total" not in result.stdout.split("pool-lab steady run", 1)[1]
     assert read_csv(f"{prefix}_requests.csv") == []  # the header only

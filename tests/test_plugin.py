@@ -12,20 +12,18 @@ import pytest
 from locust.env import Environment
 from locust.rpc import Message
 
-from lab.plugin import SleepUser, roles
+from lab.plugin import BurstUser, roles
 from lab.plugin.answers import ANSWERS, FLUSH, FLUSHED
 from lab.plugin.gates import OPEN_GATE
 from lab.servers import free_port
 
 
-class PythonUser(SleepUser):
+class PythonUser(BurstUser):
     endpoint = "python"
-    tasks = [SleepUser.sleep_request]
 
 
-class PostgresUser(SleepUser):
+class PostgresUser(BurstUser):
     endpoint = "postgres"
-    tasks = [SleepUser.sleep_request]
 
 
 class StandInRunner:
@@ -81,7 +79,7 @@ def answer(env, endpoint, sent=1000.0, seconds=1.0, pid=101):
 
 
 def record(endpoint, sent=1000.0, seconds=1.0):
-    return {"request_type": "GET", "name": f"/sleep/{endpoint}/", "response_time": seconds * 1000,
+    return {"endpoint": endpoint, "request_type": "GET", "name": f"/sleep/{endpoint}/", "response_time": seconds * 1000,
             "response_length": 50, "start_time": sent, "status_code": 200, "exception": None,
             "timing": {"endpoint": endpoint, "sent": sent, "done": sent + seconds, "server_started": sent,
                        "server_finished": sent + seconds, "pool_wait": "", "connect_seconds": "",
@@ -140,10 +138,17 @@ def test_a_steady_run_opens_every_gate_and_keeps_no_answers(tmp_path, capsys):
     local = roles.Local(env)
     start(env)
     assert local.gates.is_open("python") and local.gates.is_open("postgres")
+    for _ in range(3):
+        local.sent.add("python")  # as BurstUser.burst_request does when a request leaves
     answer(env, "python")
+    env.stats.log_request("GET", "/sleep/python/", 1000, 50)  # what Locust's statistics make of it
+    env.stats.log_error("GET", "/sleep/python/", "CatchResponseError('connection_lost: the server closed ...')")
+    env.stats.log_request("GET", "/sleep/python/", 5, 0)
     assert local.reporting.intake.records == []
     env.runner.stop()
-    assert "pool-lab steady run" in capsys.readouterr().out
+    output = capsys.readouterr().out
+    assert "pool-lab steady run" in output
+    assert "python: sent 3 = answered 1 + failed 1 + in flight 1; failures: connection_lost 1; response time" in output
     assert not (tmp_path / "run_waves.csv").exists()
 
 
@@ -219,7 +224,7 @@ def test_a_stopping_master_asks_its_workers_for_their_last_answers_first(tmp_pat
     env = environment(tmp_path, {"PythonUser": 2, "PostgresUser": 2})
     roles.Master(env)
     runner = env.runner
-    runner.clients.all = [SimpleNamespace(id="worker-1"), SimpleNamespace(id="worker-2")]
+    runner.clients.all = [SimpleNamespace(id=f"worker-{n}", state="running", user_classes_count={}) for n in (1, 2)]
     start(env)
     stopping = gevent.spawn(env.events.test_stopping.fire, environment=env)
     gevent.sleep(0)
@@ -231,7 +236,7 @@ def test_a_stopping_master_asks_its_workers_for_their_last_answers_first(tmp_pat
     stopping.join(timeout=1)
     assert stopping.ready()
     env.events.test_stop.fire(environment=env)
-    assert "STOPPED EARLY: 2 sent, 1 answered, 1 still in flight" in capsys.readouterr().out
+    assert "STOPPED EARLY: 2 sent, 1 answered, 0 failed, 1 still in flight" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("role", [roles.Local, roles.Master])
@@ -245,11 +250,12 @@ def test_a_stop_before_the_burst_ends_reports_sent_answered_and_in_flight(tmp_pa
         env.runner.deliver(ANSWERS, [record("python")], node_id="worker-1")
     env.events.test_stop.fire(environment=env)
     output = capsys.readouterr().out
-    assert "STOPPED EARLY: 3 sent, 1 answered, 2 still in flight" in output
+    assert "STOPPED EARLY: 3 sent, 1 answered, 0 failed, 2 still in flight" in output
     assert "postgres: STOPPED EARLY: never began (the run stopped first)" in output
     with open(tmp_path / "run_waves.csv", newline="") as rows:
         assert [row["note"] for row in csv.DictReader(rows) if row["note"]] == [
-            "STOPPED EARLY: 3 sent, 1 answered, 2 still in flight",
+            "COUNTS: sent 3 = answered 1 + failed 0 + in flight 2",
+            "STOPPED EARLY: 3 sent, 1 answered, 0 failed, 2 still in flight",
             "STOPPED EARLY: never began (the run stopped first)"]
 
 
@@ -261,3 +267,93 @@ def test_options_the_web_ui_form_gives_as_typed_are_checked_at_the_start(tmp_pat
     assert "--idle-wait must be a number, got 'abc'" in caplog.text
     # No run began: nothing was prepared, no request log opened.
     assert not local.reporting.intake.open and not (tmp_path / "run_requests.csv").exists()
+
+
+def path_answer(env, path, sent=1000.0, seconds=0.5):
+    """Fire Locust's request event for one answer of another app's path: no timing fields in its body."""
+    env.events.request.fire(request_type="GET", name=path, response_time=seconds * 1000, response_length=2,
+                            response=SimpleNamespace(status_code=200, text="{}"), exception=None, start_time=sent,
+                            context={})
+
+
+def test_paths_replace_the_lab_endpoints_with_a_user_class_each_bursting_in_their_order(tmp_path, capsys):
+    env = environment(tmp_path, {"PathUser1": 2, "PathUser2": 1}, path=["/b", "/a"], sleep_seconds="")
+    local = roles.Local(env)
+    assert [(cls.__name__, cls.path, cls.endpoint) for cls in env.user_classes] == [
+        ("PathUser1", "/b", "/b"), ("PathUser2", "/a", "/a")]
+    start(env)
+    gates = local.gates
+    assert gates.is_open("/b") and not gates.is_open("/a")
+    # Not the lab's server: no ?seconds=, whatever --sleep-seconds says.
+    assert local.options.settings.query_for("/b") == {}
+    path_answer(env, "/b")
+    path_answer(env, "/login")  # a request of no burst endpoint: not counted
+    assert not gates.is_open("/a")
+    path_answer(env, "/b", seconds=0.51)
+    assert gates.is_open("/a")
+    path_answer(env, "/a")
+    settle(lambda: env.runner.stopped)
+    assert waves(tmp_path) == [("/b", "2"), ("/a", "1")]
+    output = capsys.readouterr().out
+    assert "/b: 2 requests" in output and "inferred: no limit below 2" in output
+    with open(tmp_path / "run_result.json") as result:
+        assert [s["endpoint"] for s in json.load(result)["summaries"]] == ["/b", "/a"]
+
+
+def test_a_master_goes_on_without_a_lost_worker_and_counts_what_it_held(tmp_path, capsys):
+    env = environment(tmp_path, {"PythonUser": 4, "PostgresUser": 4})
+    roles.Master(env)
+    runner = env.runner
+    # Each worker runs 2 + 2 users; worker-2 will stop sending heartbeats with 2 python requests out.
+    workers = [SimpleNamespace(id=f"worker-{n}", state="running", user_classes_count={"PythonUser": 2,
+                                                                                     "PostgresUser": 2})
+               for n in (1, 2)]
+    runner.clients.all = workers
+    start(env)
+    gevent.sleep(0.6)  # the watch has seen both workers' users
+    runner.deliver(ANSWERS, [record("python"), record("python")], node_id="worker-1")
+    assert runner.sent == [(OPEN_GATE, "python")]  # still waiting for worker-2's
+    workers[1].state, workers[1].user_classes_count = "missing", {}  # as Locust's heartbeat_worker does
+    settle(lambda: (OPEN_GATE, "postgres") in runner.sent)
+    runner.deliver(ANSWERS, [record("postgres"), record("postgres")], node_id="worker-1")
+    settle(lambda: runner.stopped)
+    result = json.loads((tmp_path / "run_result.json").read_text())
+    assert [s["counts"] for s in result["summaries"]] == [{"sent": 4, "answered": 2, "failed": 0, "in_flight": 2},
+                                                          {"sent": 2, "answered": 2, "failed": 0, "in_flight": 0}]
+    output = capsys.readouterr().out
+    assert ("WARNING: Locust worker worker-2 was lost mid-burst (no heartbeat for 3 s) holding 2 requests unanswered "
+            "(python 2), counted in flight; the burst goes on without them; its users of postgres (2) never sent"
+            ) in output, output
+
+
+def test_steady_users_keep_locusts_client_and_burst_users_send_once(tmp_path, monkeypatch):
+    from geventhttpclient.client import HTTPClientPool
+
+    from lab.plugin.single_attempt import SingleAttemptClientPool
+
+    for behaviour, pool in (("burst", SingleAttemptClientPool), ("steady", HTTPClientPool)):
+        env = environment(tmp_path, {"PythonUser": 1}, behaviour=behaviour)
+        local = roles.Local(env)
+        local.options.settings = local.options.settings.read(env.parsed_options)  # as a test start reads them
+        monkeypatch.setattr(PythonUser, "host", env.host)  # as Locust's runner sets it
+        assert type(PythonUser(env).client.client.clientpool) is pool
+
+
+def test_a_silent_burst_says_it_stalled_in_the_log_and_the_status_until_an_answer_comes(tmp_path, caplog,
+                                                                                          monkeypatch):
+    from lab.plugin import stall
+
+    # No server here, so no prediction: the threshold is STALL_WITHOUT_PREDICTION (+ STALL_MARGIN), made short.
+    monkeypatch.setattr(stall, "STALL_WITHOUT_PREDICTION", 0.0)
+    monkeypatch.setattr(stall, "STALL_MARGIN", 0.3)
+    env = environment(tmp_path, {"PythonUser": 2, "PostgresUser": 2})
+    local = roles.Local(env)
+    start(env)
+    prep = local.reporting.preparation
+    settle(lambda: prep.status.startswith("STALLED"))
+    assert prep.status.startswith("STALLED: python: 2 of 2 requests in flight, no answer for 0.")
+    assert "no prediction: stalled means silent for 0 s" in prep.status
+    assert [r.message for r in caplog.records if r.message.startswith("STALLED")] == [prep.status]  # said once
+    answer(env, "python")
+    settle(lambda: prep.status == "burst running")
+    settle(lambda: prep.status.startswith("STALLED: python: 1 of 2"))

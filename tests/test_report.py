@@ -15,7 +15,7 @@ FACTS = facts("green", pool_size=2, max_overflow=1)
 
 def record(sent, response_time_ms, status_code=200, exception=None, endpoint="postgres"):
     """One answer's record as lab.records.answer_record makes it from Locust's request event."""
-    return {"request_type": "GET", "name": f"/sleep/{endpoint}/", "response_time": response_time_ms,
+    return {"endpoint": endpoint, "request_type": "GET", "name": f"/sleep/{endpoint}/", "response_time": response_time_ms,
             "response_length": 90, "start_time": sent, "status_code": status_code, "exception": exception,
             "timing": None}
 
@@ -38,13 +38,16 @@ def test_a_bursts_answers_become_waves_a_prediction_and_failure_causes(tmp_path)
     files.write_waves_csv(tmp_path / "run_waves.csv", [summary])
     with open(tmp_path / "run_waves.csv", newline="") as waves:
         rows = list(csv.DictReader(waves))
-    assert [(r["wave"], r["size"], r["predicted_size"], r["failures"]) for r in rows] == [
+    assert [(r["wave"], r["size"], r["predicted_size"], r["failures"]) for r in rows if r["wave"]] == [
         ("1", "3", "3", "0"), ("2", "2", "3", "0"), ("3", "1", "0", "1")]
+    # Then the endpoint's counts: every failure a cause, every request counted once.
+    assert [(r["failures"], r["note"]) for r in rows if not r["wave"]] == [
+        ("1", "COUNTS: sent 6 = answered 5 + failed 1 (pool_timeout 1) + in flight 0")]
 
     text = render.format_summary([summary], FACTS)
     assert "postgres: 6 requests, total 3.00 s, waves 3 2 1" in text
     assert "ideal total 2.00 s, measured/ideal 1.50" in text
-    assert "UNEVEN" in text and "failures: pool_timeout 1" in text
+    assert "UNEVEN" in text and "sent 6 = answered 5 + failed 1 + in flight 0; failures: pool_timeout 1" in text
 
 
 def test_the_request_log_is_written_from_the_records_in_locusts_columns(tmp_path):
@@ -107,13 +110,14 @@ def test_a_burst_stopped_early_says_what_was_sent_answered_and_never_began(tmp_p
     assert (python.sent, python.answered, python.in_flight, python.ratio) == (5, 3, 2, None)
     assert python.prediction.wave_sizes == (1,) * 5  # for what was sent, not what was answered
     text = render.format_summary(summaries, facts("sync"), never_began=["postgres"])
-    assert "python: STOPPED EARLY" not in text and "STOPPED EARLY: 5 sent, 3 answered, 2 still in flight" in text
+    assert "python: STOPPED EARLY" not in text and "STOPPED EARLY: 5 sent, 3 answered, 0 failed, 2 still in flight" in text
     assert "postgres: STOPPED EARLY: never began (the run stopped first)" in text
     assert "measured/ideal stopped early" in text and "UNEVEN" not in text
     files.write_waves_csv(tmp_path / "waves.csv", summaries, never_began=["postgres"])
     with open(tmp_path / "waves.csv", newline="") as waves:
         notes = [(row["endpoint"], row["size"], row["note"]) for row in csv.DictReader(waves) if row["note"]]
-    assert notes == [("python", "2", "STOPPED EARLY: 5 sent, 3 answered, 2 still in flight"),
+    assert notes == [("python", "", "COUNTS: sent 5 = answered 3 + failed 0 + in flight 2"),
+                     ("python", "2", "STOPPED EARLY: 5 sent, 3 answered, 0 failed, 2 still in flight"),
                      ("postgres", "0", "STOPPED EARLY: never began (the run stopped first)")]
 
 
@@ -195,11 +199,17 @@ def test_the_result_file_keeps_the_spread_and_reads_files_from_before_it(tmp_pat
     import json
     data = json.loads((tmp_path / "result.json").read_text())
     del data["summaries"][0]["served_by"]
-    # ... and before the count of answers was called "answered".
-    data["summaries"][0]["requests"] = data["summaries"][0].pop("answered")
+    # ... and before the count of answers was called "answered" (finished ones, failed too), then "completed".
+    data["summaries"][0]["requests"] = data["summaries"][0].pop("completed")
+    del data["summaries"][0]["counts"]
     (tmp_path / "old.json").write_text(json.dumps(data))
     [old] = files.read_result(tmp_path / "old.json")[1]
-    assert (old.served_by, old.answered) == ({}, 10)
+    assert (old.served_by, old.completed, old.answered) == ({}, 10, 10)
+    data["summaries"][0]["answered"] = data["summaries"][0].pop("requests")
+    data["summaries"][0]["failures"] = {"pool_timeout": 2}
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    [old] = files.read_result(tmp_path / "old.json")[1]
+    assert old.counts == {"sent": 10, "answered": 8, "failed": 2, "in_flight": 0}
 
 
 def test_the_summary_and_the_waves_tab_show_the_model_beside_the_ideal(tmp_path):

@@ -10,8 +10,8 @@ its last ANSWERS and FLUSHED.
 import time
 
 import gevent
-
-from contract import endpoint_of
+from locust.event import EventHook
+from locust.runners import STATE_MISSING
 
 from ..files import RequestLog
 from ..records import answer_record
@@ -54,7 +54,7 @@ class Intake:
         if self.request_log:  # closed once Locust quits: answers of users it kills on the way still count
             self.request_log.write(records)
         for record in records:
-            self.burst.answered(endpoint_of(record["name"]))
+            self.burst.answered(record["endpoint"])
 
     def finish(self):
         """The burst's records, once: None if they were already taken for its report."""
@@ -80,8 +80,9 @@ class LocalAnswers:
 
     def on_request(self, name, **kwargs):
         # Burst runs only: a steady run may answer millions, which the waves have no use for.
-        if self.options.settings.burst:
-            self.intake.take([answer_record(name=name, **kwargs)])
+        endpoint = self.options.settings.endpoints.of_request(name)
+        if self.options.settings.burst and endpoint:
+            self.intake.take([answer_record(endpoint, name=name, **kwargs)])
 
 
 class AnswerSender:
@@ -108,10 +109,10 @@ class AnswerSender:
         self.left[endpoint] = users
 
     def on_request(self, name, **kwargs):
-        if not self.options.settings.burst:
+        endpoint = self.options.settings.endpoints.of_request(name)
+        if not self.options.settings.burst or not endpoint:
             return
-        endpoint = endpoint_of(name)
-        self.unsent.append(answer_record(name=name, **kwargs))
+        self.unsent.append(answer_record(endpoint, name=name, **kwargs))
         self.left[endpoint] = self.left.get(endpoint, 0) - 1
         if self.left[endpoint] == 0:
             self.send()
@@ -146,10 +147,15 @@ class AnswerCollector:
         self.options = options
         self.intake = intake
         self.flushed = set()  # the workers that handed over their last answers of a stopping run
+        self.received = EventHook()  # (node_id, records): a worker's answers, as they come
         runner = environment.runner
-        runner.register_message(ANSWERS, lambda msg, **kwargs: intake.take(msg.data))
+        runner.register_message(ANSWERS, self.on_answers)
         runner.register_message(FLUSHED, lambda msg, **kwargs: self.flushed.add(msg.node_id))
         environment.events.test_stopping.add_listener(self.collect_last_answers)
+
+    def on_answers(self, msg, **kwargs):
+        self.intake.take(msg.data)
+        self.received.fire(node_id=msg.node_id, records=msg.data)
 
     def collect_last_answers(self, environment, **kwargs):
         """Have every worker hand over what it holds before the report.
@@ -160,7 +166,8 @@ class AnswerCollector:
         if not self.options.settings.burst or not self.intake.open:
             return
         runner = environment.runner
-        expected = {client.id for client in runner.clients.all}
+        # Not a worker the master lost (lab.plugin.lost_workers): it answers no FLUSH.
+        expected = {client.id for client in runner.clients.all if client.state != STATE_MISSING}
         self.flushed = set()
         runner.send_message(FLUSH)
         deadline = time.monotonic() + FLUSH_PATIENCE

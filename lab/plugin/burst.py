@@ -17,8 +17,7 @@ import locust.stats
 from gevent.event import Event
 from locust.event import EventHook
 
-from contract import ENDPOINTS
-
+from .answers import ANSWERS_INTERVAL
 from .gates import OPEN_GATE
 
 log = logging.getLogger("pool-lab")
@@ -29,6 +28,8 @@ class Burst:
 
     # How long Locust's statistics take to reach this process after the last answer: they are its own.
     statistics_delay = 0.0
+    # How late an answer may reach this process after it came (lab.plugin.answers): at once, here.
+    answers_delay = 0.0
 
     def __init__(self, environment, options, gates=None):
         self.environment = environment
@@ -42,13 +43,15 @@ class Burst:
         options.run_starting.add_listener(self.reset)
         environment.events.spawning_complete.add_listener(self.on_spawning_complete)
 
-    def reset(self, **kwargs):
-        self._opened = {endpoint: Event() for endpoint in ENDPOINTS}
+    def reset(self, settings=None, **kwargs):
+        self._opened = {endpoint: Event() for endpoint in (settings or self.options.settings).endpoints.names}
         self._waiting = {}
         self._order = []
         # Requests each endpoint's users have sent (all of them, when its gate opens):
         # a run stopped early reports what it left in flight.
         self.sent = Counter()
+        # The endpoint whose requests are out, since when, and when its last answer came (lab.plugin.stall).
+        self.current, self.began_at, self.last_answer_at = None, None, None
 
     def on_spawning_complete(self, user_count, **kwargs):
         if self.options.settings.burst:
@@ -62,10 +65,12 @@ class Burst:
     def begin(self, users_per_class):
         """All users are spawned: open the first endpoint that has users."""
         # A class left without tasks by --tags spawns users that never send: don't wait for them.
-        users = {cls.endpoint: users_per_class.get(cls.__name__, 0) if cls.tasks else 0
-                 for cls in self.environment.user_classes}
+        users = Counter()
+        for cls in self.environment.user_classes:
+            if getattr(cls, "endpoint", None) and cls.tasks:
+                users[cls.endpoint] += users_per_class.get(cls.__name__, 0)
         self._waiting = {e: n for e, n in users.items() if n > 0}
-        self._order = [e for e in ENDPOINTS if e in self._waiting]
+        self._order = [e for e in self.options.settings.endpoints.names if e in self._waiting]
         self._open_next()
 
     def open_gate(self, endpoint):
@@ -74,24 +79,44 @@ class Burst:
     def wait_begun(self, endpoint):
         self._opened[endpoint].wait()
 
+    def begun(self, endpoint):
+        return endpoint in self._opened
+
     def never_began(self):
         """Endpoints with users whose turn had not come when the run stopped."""
         return list(self._order)
 
+    def in_flight(self, endpoint):
+        """Requests of `endpoint` sent and not yet answered (nor given up: see give_up)."""
+        return self._waiting.get(endpoint, 0) if endpoint in self.sent else 0
+
     def answered(self, endpoint):
         if endpoint not in self._waiting:
             return  # an answer of an earlier run, or of an endpoint outside the burst
-        self._waiting[endpoint] -= 1
-        if self._waiting[endpoint] == 0:
+        self.last_answer_at = time.monotonic()
+        self.give_up(endpoint, 1)
+
+    def give_up(self, endpoint, requests):
+        """Wait no more for `requests` of `endpoint`: answered, or held by a worker process that was lost
+        (lab.plugin.lost_workers; then they stay in flight, or, before the endpoint began, are never sent)."""
+        if endpoint not in self._waiting:
+            return
+        self._waiting[endpoint] -= requests
+        if endpoint not in self.sent:
+            if self._waiting[endpoint] <= 0:
+                self._order.remove(endpoint)  # nobody left to send it
+        elif self._waiting[endpoint] <= 0 and endpoint == self.current:
             self._open_next()
 
     def _open_next(self):
         if self._order:
             endpoint = self._order.pop(0)
             self.sent[endpoint] = self._waiting[endpoint]
+            self.current, self.began_at, self.last_answer_at = endpoint, time.monotonic(), None
             self._opened[endpoint].set()
             self.open_gate(endpoint)
         else:
+            self.current = None
             # From a greenlet of its own: stopping the runner kills the user greenlet calling us.
             gevent.spawn(self._finish)
 
@@ -116,8 +141,9 @@ class Burst:
 class DistributedBurst(Burst):
     """The order of a burst whose users run on the workers: the master opens their gates with OPEN_GATE."""
 
-    # A master has its workers' statistics at their next report.
+    # A master has its workers' statistics at their next report, and their answers within ANSWERS_INTERVAL.
     statistics_delay = locust.runners.WORKER_REPORT_INTERVAL
+    answers_delay = ANSWERS_INTERVAL
 
     def on_spawning_complete(self, user_count, **kwargs):
         if self.options.settings.burst:

@@ -12,11 +12,15 @@ import math
 import os
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from contract import POOL_PATH, BadParameter, SecondsOption
+
+from ..endpoints import check_paths
+from .users import declared_endpoints
 
 # Where the modes are, for a message that tells how to start one.
 START_A_MODE = "`honcho start` runs every mode (`honcho start green` one), the green one at http://127.0.0.1:8003"
@@ -42,13 +46,21 @@ def check_host(host, field="-H"):
     return host.rstrip("/")
 
 
-def fetch_pool(host):
-    """The server's /pool, or RunRefused saying nothing answers there and how to start a mode."""
+def fetch_pool(host, lab_only=True):
+    """The server's /pool, or RunRefused saying nothing answers there and how to start a mode.
+
+    A run of other endpoints than the lab's own (`lab_only` False) takes any server that answers
+    (an HTTP error is an answer): {} where /pool is not the lab's."""
     try:
         with urllib.request.urlopen(f"{host}{POOL_PATH}", timeout=POOL_PATIENCE) as answer:
             return json.load(answer)
     except (OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
+        if not lab_only and isinstance(error, (urllib.error.HTTPError, ValueError)):
+            return {}
+        if not lab_only and not isinstance(reason, TimeoutError):
+            raise RunRefused(f"nothing answers at {host} ({POOL_PATH}: {reason}): start the app there, or "
+                             f"give its address with -H") from None
         if isinstance(reason, TimeoutError):
             # It accepted the connection (the kernel's backlog does) but its worker answers nothing:
             # a gevent worker blocked in an unpatched query, or a sync one busy with an earlier burst.
@@ -56,6 +68,28 @@ def fetch_pool(host):
                              f"{POOL_PATIENCE:g} s: it is still busy, most likely with the requests of an "
                              f"interrupted run, which it serves to the end; wait for them and run again") from None
         raise RunRefused(f"no lab server answers at {host} ({POOL_PATH}: {reason}); {START_A_MODE}") from None
+
+
+def lab_answers(host):
+    """Whether the lab's /pool answers at `host` (a server that is the lab's takes ?seconds=)."""
+    try:
+        with urllib.request.urlopen(f"{host.rstrip('/')}{POOL_PATH}", timeout=POOL_PATIENCE) as answer:
+            return "pool_limit" in json.load(answer)
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def check_run_paths(options):
+    """Every --path (lab.endpoints.check_path), else RunRefused naming the first bad one."""
+    try:
+        check_paths(list(getattr(options, "path", None) or []))
+    except ValueError as error:
+        raise RunRefused(f"{error}") from None
+
+
+def lab_only(options):
+    """Whether the run is of the lab's own endpoints alone, which need the lab's server."""
+    return not getattr(options, "path", None) and declared_endpoints().lab_only
 
 
 def check_seconds(options):
@@ -107,9 +141,10 @@ def lock_prefix(prefix):
 
 def check_run(options):
     """Every check of a headless run, in the order a user would fix them."""
+    check_run_paths(options)
     check_seconds(options)
     host = check_host(options.host)
-    pool = fetch_pool(host)
+    pool = fetch_pool(host, lab_only(options))
     check_sleep(options.sleep_seconds, pool)
     if options.csv_prefix:
         lock_prefix(options.csv_prefix)
@@ -119,7 +154,7 @@ def check_web_ui_run(host, settings):
     """A run the web UI's START asks for: its host, a server there, its sleep (its form's options are
     checked by Settings.read); RunRefused as for a headless run, said in the host field's name."""
     host = check_host(host, field="Host")
-    check_sleep(settings.sleep_seconds, fetch_pool(host))
+    check_sleep(settings.sleep_seconds, fetch_pool(host, settings.endpoints.lab_only))
 
 
 def check_after_parsing(parser):
@@ -132,11 +167,13 @@ def check_after_parsing(parser):
 
     def parse_and_check(*args, **kwargs):
         options = parse_args(*args, **kwargs)
-        if getattr(options, "headless", False) and not getattr(options, "worker", False):
-            try:
+        try:
+            # Every process: the users of each --path are made at init, the web UI's and a worker's too.
+            check_run_paths(options)
+            if getattr(options, "headless", False) and not getattr(options, "worker", False):
                 check_run(options)
-            except RunRefused as refused:
-                sys.exit(f"pool-lab: {refused}")
+        except RunRefused as refused:
+            sys.exit(f"pool-lab: {refused}")
         return options
 
     parser.parse_args = parse_and_check

@@ -4,8 +4,6 @@ sends its one request when the gate opens, then rests; in a steady run every gat
 from gevent.event import Event
 from locust.event import EventHook
 
-from contract import ENDPOINTS
-
 # The master's word to its workers: an endpoint's users send now (lab.plugin.burst.DistributedBurst sends it).
 OPEN_GATE = "pool-lab:open-gate"
 
@@ -21,7 +19,7 @@ class Gates:
 
     def reset(self, settings, **kwargs):
         """Close every gate for a burst (at each test start, so the web UI can run burst after burst)."""
-        self._gates = {endpoint: Event() for endpoint in ENDPOINTS}
+        self._gates = {endpoint: Event() for endpoint in settings.endpoints.names}
         self._resting = Event()
         if not settings.burst:
             for gate in (*self._gates.values(), self._resting):
@@ -35,7 +33,7 @@ class Gates:
         """This process's users of `endpoint` that send (a class left without tasks by --tags never does)."""
         counts = self.environment.runner.user_classes_count
         return sum(counts.get(cls.__name__, 0) for cls in self.environment.user_classes
-                   if cls.endpoint == endpoint and cls.tasks)
+                   if getattr(cls, "endpoint", None) == endpoint and cls.tasks)
 
     def is_open(self, endpoint):
         return self._gates[endpoint].is_set()

@@ -46,6 +46,8 @@ class Preparation:
         self.web_ui_prefix = not csv_prefix  # a run of its own prefix each, not to overwrite the last one's files
         self.prefix = Path(csv_prefix or DEFAULT_PREFIX)
         self.facts, self.sleep, self.warnings = None, None, []
+        self.postgres = None  # the run's endpoint that is the lab's postgres one (its connections are sampled)
+        self.unpredicted = None  # why there is no prediction
         self.memory_sample, self.sampler = None, None
         # PgBouncer's memory (a memory.PoolerSample) when the server connects through one on this machine.
         self.pooler_rest, self.pooler_sample = None, None
@@ -62,7 +64,11 @@ class Preparation:
         host = self.environment.host
         self.warnings = []
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.facts = fetch_facts(host)
+        self.postgres = settings.endpoints.of_lab("postgres")
+        # --ignore-facts: as if /pool had not answered; the lab's server still takes ?seconds=.
+        self.facts = None if settings.ignore_facts else fetch_facts(host)
+        self.unpredicted = ("/pool ignored: --ignore-facts" if settings.ignore_facts else
+                            "the server's /pool did not answer")
         # What each request sleeps: the option, else the server's default (unknown without /pool).
         self.sleep = float(settings.sleep_seconds) if settings.sleep_seconds else (self.facts or {}).get(
             "sleep_seconds")
@@ -120,10 +126,14 @@ class Preparation:
         Only the mode's: those the burst opened, and its pool's idle connections it took up again
         (/pool's checked_in before the burst); every other client's are left out and counted.
         """
-        self.burst.wait_begun("postgres")
+        if not (self.postgres and self.facts):
+            self.memory_note = ("not sampled: the server's database is unknown (no /pool)" if self.postgres else
+                                "not sampled: the run has no postgres endpoint of the lab's")
+            return
+        self.burst.wait_begun(self.postgres)
         gevent.sleep((self.sleep or 0) / 2)
         new = memory.sample_backends(self.postmaster(), exclude=self.backends_before)
-        reused = min((self.facts or {}).get("checked_in") or 0, self.burst.sent["postgres"])
+        reused = min((self.facts or {}).get("checked_in") or 0, self.burst.sent[self.postgres])
         self.check_no_other_client()
         everyone = None if new and new.backends else memory.sample_backends(self.postmaster())
         self.memory_sample = memory.own_backends(new, everyone, len(self.backends_before), reused)
@@ -154,7 +164,7 @@ class Preparation:
         except (OSError, ValueError, KeyError, TypeError):
             return  # a blocked worker answers late: nothing to tell
         workers = self.facts.get("workers") or 1
-        ours = min(self.burst.sent["postgres"], limit * workers)
+        ours = min(self.burst.sent[self.postgres], limit * workers)
         # /pool speaks for the one worker that answers it; with several, its share of ours is unknown.
         if workers == 1 and checked_out > ours:
             self.warnings.append(f"another client held {checked_out - ours} more of the pool's connections during "

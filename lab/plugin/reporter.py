@@ -76,12 +76,16 @@ class BurstReporter:
         if not done and not self.burst.sent:
             self.summary.say("pool-lab: no request was answered")
             return
-        summaries = summarize(done, prep.sleep, prep.facts, dict(self.burst.sent), timings)
+        endpoints = self.options.settings.endpoints
+        # The sleep groups the waves only where the facts are the lab's: else the answers' gaps do.
+        labs = {e.name: e.lab for e in endpoints.items}
+        summaries = summarize(done, prep.sleep if prep.facts else None, prep.facts, dict(self.burst.sent), timings,
+                              endpoints.names, labs)
         self.waves_csv = f"{prep.prefix}_waves.csv"
-        files.write_waves_csv(self.waves_csv, summaries, prep.warnings, never_began)
+        files.write_waves_csv(self.waves_csv, summaries, prep.warnings, never_began, prep.facts)
         files.write_server_timings(f"{prep.prefix}_server_timing.csv", timings)
         costs = connection_costs(timings, prep.memory_sample, None if (
-            prep.memory_sample or not self.burst.sent["postgres"]) else prep.memory_note,
+            prep.memory_sample or not self.burst.sent[prep.postgres]) else prep.memory_note,
             prep.pooler_sample)
         if prep.overflows_before is not None:
             costs["listen_overflows"] = kernel.listen_overflows() - prep.overflows_before
@@ -99,18 +103,20 @@ class BurstReporter:
             plot_burst(self.waves_png, render.burst_title(prep.facts, self.environment.host, prep.started),
                        summaries, done)
             self.written.append(self.waves_png)
-        self.waves_rows = render.waves_tab_rows(summaries, prep.facts, prep.warnings, never_began)
-        self.summary.say("\n".join([render.format_summary(summaries, prep.facts, prep.warnings, never_began),
+        self.waves_rows = render.waves_tab_rows(summaries, prep.facts, prep.warnings, never_began, labs)
+        self.summary.say("\n".join([render.format_summary(summaries, prep.facts, prep.warnings, never_began,
+                                                          prep.unpredicted, labs),
                                     *render.format_costs(costs), f"waves: {self.waves_csv}"]))
 
 
 class SteadySummary:
     """A steady run's response times, from Locust's own statistics, when the run stops."""
 
-    def __init__(self, environment, options, summary):
+    def __init__(self, environment, options, summary, sent):
         self.environment = environment
         self.options = options
         self.summary = summary
+        self.sent = sent  # the requests the users sent (lab.plugin.sent): what is left in flight at the stop
         environment.events.test_stop.add_listener(self.on_test_stop)
 
     def on_test_stop(self, **kwargs):
@@ -118,8 +124,12 @@ class SteadySummary:
             self.print()
 
     def print(self, **kwargs):
-        self.summary.say(f"pool-lab steady run (waves are measured in burst runs)\n"
-                         f"{render.format_steady(self.environment.stats.entries.values())}")
+        counts = render.format_steady(self.environment.stats, self.sent.sent, self.endpoint_of,
+                                      self.options.settings.endpoints.names)
+        self.summary.say(f"pool-lab steady run (waves are measured in burst runs)\n{counts}")
+
+    def endpoint_of(self, request_name):
+        return self.options.settings.endpoints.of_request(request_name) or request_name
 
 
 class DistributedSteadySummary(SteadySummary):

@@ -12,16 +12,19 @@ from .answers import AnswerCollector, AnswerSender, Intake, LocalAnswers
 from .burst import Burst, DistributedBurst
 from .gates import Gates, WorkerGates
 from .interrupt import Interruption
+from .lost_workers import LostWorkers
 from .options import Options
 from .preparation import Preparation
 from .reporter import BurstReporter, DistributedSteadySummary, SteadySummary, Summary
-from .users import SleepUser
+from .sent import SentCount, WorkersSent
+from .stall import StallWatch
+from .users import BurstUser
 from .web_ui import WebUIExtension
 
 
-def give_users(gates, options):
-    """The users of this process wait at these gates and send with these options."""
-    SleepUser.gates, SleepUser.options = gates, options
+def give_users(gates, options, sent_count):
+    """The users of this process wait at these gates, send with these options and count what they send."""
+    BurstUser.gates, BurstUser.options, BurstUser.sent_count = gates, options, sent_count
 
 
 class Reporting:
@@ -30,13 +33,14 @@ class Reporting:
     burst_order = Burst
     steady_summary = SteadySummary
 
-    def __init__(self, environment, options, gates=None):
+    def __init__(self, environment, options, sent, gates=None):
         self.burst = self.burst_order(environment, options, gates)
         self.preparation = Preparation(environment, options, self.burst)
         self.intake = Intake(environment, options, self.preparation, self.burst)
         self.summary = Summary(environment)
         self.reporter = BurstReporter(environment, options, self.preparation, self.burst, self.intake, self.summary)
-        self.steady = self.steady_summary(environment, options, self.summary)
+        self.steady = self.steady_summary(environment, options, self.summary, sent)
+        self.stall = StallWatch(environment, options, self.preparation, self.burst)
         self.web_ui = WebUIExtension(environment, self.preparation, self.reporter) if environment.web_ui else None
 
 
@@ -51,8 +55,9 @@ class Local:
     def __init__(self, environment):
         self.options = Options(environment)
         self.gates = Gates(environment, self.options)
-        give_users(self.gates, self.options)
-        self.reporting = Reporting(environment, self.options, self.gates)
+        self.sent = SentCount(environment, self.options)
+        give_users(self.gates, self.options, self.sent)
+        self.reporting = Reporting(environment, self.options, self.sent, self.gates)
         self.interruption = Interruption(environment)
         self.answers = LocalAnswers(environment, self.options, self.reporting.intake)
 
@@ -62,9 +67,12 @@ class Master:
 
     def __init__(self, environment):
         self.options = Options(environment)
-        self.reporting = DistributedReporting(environment, self.options)
+        self.sent = WorkersSent(environment, self.options)
+        self.reporting = DistributedReporting(environment, self.options, self.sent)
         self.interruption = Interruption(environment)
         self.answers = AnswerCollector(environment, self.options, self.reporting.intake)
+        reporting = self.reporting
+        self.lost_workers = LostWorkers(environment, self.options, reporting.preparation, reporting.burst, self.answers)
 
 
 class Worker:
@@ -73,7 +81,8 @@ class Worker:
     def __init__(self, environment):
         self.options = Options(environment)
         self.gates = WorkerGates(environment, self.options)
-        give_users(self.gates, self.options)
+        self.sent = SentCount(environment, self.options)
+        give_users(self.gates, self.options, self.sent)
         self.answers = AnswerSender(environment, self.options, self.gates)
 
 
