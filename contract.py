@@ -38,6 +38,7 @@ CLIENT_CLOSED_REQUEST = "client_closed_request"
 POOL_TIMEOUT = "pool_timeout"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 DATABASE_UNAVAILABLE = "database_unavailable"
+DATABASE_TIMEOUT = "database_timeout"
 # Through PgBouncer (the bouncer mode), named by PgBouncer's own words.
 POOLER_REFUSED = "pooler_refused"
 POOLER_QUERY_WAIT_TIMEOUT = "pooler_query_wait_timeout"
@@ -48,6 +49,7 @@ ERRORS = {
     POOL_TIMEOUT: (503, "no pooled connection came free within POOL_TIMEOUT"),
     TOO_MANY_CONNECTIONS: (503, "PostgreSQL refused a new connection: max_connections reached"),
     DATABASE_UNAVAILABLE: (503, "the database failed or could not be reached"),
+    DATABASE_TIMEOUT: (504, "the database did not answer a connect or a query within seconds + DB_GRACE_SECONDS"),
     POOLER_REFUSED: (503, "PgBouncer refused a new client connection: max_client_conn reached"),
     POOLER_QUERY_WAIT_TIMEOUT: (503, "no PgBouncer server connection came free within query_wait_timeout"),
     POOLER_UNAVAILABLE: (503, "PgBouncer is not installed, not running, or could not be reached"),
@@ -58,8 +60,8 @@ ERRORS = {
 CONNECTION_LOST = "connection_lost"
 CONNECTION_ERROR = "connection_error"
 OTHER = "other"
-FAILURE_CAUSES = (BAD_PARAMETER, POOL_TIMEOUT, TOO_MANY_CONNECTIONS, DATABASE_UNAVAILABLE, POOLER_REFUSED,
-                  POOLER_QUERY_WAIT_TIMEOUT, POOLER_UNAVAILABLE, CONNECTION_LOST, CONNECTION_ERROR, OTHER)
+FAILURE_CAUSES = (BAD_PARAMETER, POOL_TIMEOUT, TOO_MANY_CONNECTIONS, DATABASE_UNAVAILABLE, DATABASE_TIMEOUT,
+                  POOLER_REFUSED, POOLER_QUERY_WAIT_TIMEOUT, POOLER_UNAVAILABLE, CONNECTION_LOST, CONNECTION_ERROR, OTHER)
 
 
 def failure_message(status_code, body, lost=False):

@@ -4,6 +4,7 @@
     python -m lab.benchmark --quick         # the N = 5 cases, d = 0.5 s: a smoke run
     python -m lab.benchmark --list          # the cases, with what each shows
     python -m lab.benchmark --case fair-postgres-100 --case green-python-1000
+    python -m lab.benchmark --case green-soak   # the soak: 10 minutes steady (lab.soak), only when named
 
 The ideal is N x d when a mode serializes, d when it overlaps, ceil(N / T) x d past T
 threads, ceil(N / P) x d past the pool limit P; the model adds the CPU the requests cost, the
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import files, render
+from . import files, render, soak
 from .bare import Servers as BareServers, measure as measure_bare
 from .runs import Measurement, main as run_main, run_all
 from .servers import ROOT, free_port
@@ -303,7 +304,7 @@ def format_rows(rows):
 def format_cases(cases):
     return render.format_table((("case", "name"), ("N", "requests", ">"), ("target", "target", ">"),
                                 ("shows", "shows"), ("why", "why")),
-                               [{**vars(c), "target": target_text(c.target, c.judged_by)}
+                               [{**vars(c), "requests": c.requests, "target": target_text(c.target, c.judged_by)}
                                 for c in cases])
 
 
@@ -335,15 +336,18 @@ def format_bare_rows(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the N = 5 cases only, at 0.5 s sleeps")
-    parser.add_argument("--case", action="append", choices=[c.name for c in CASES], metavar="NAME",
+    parser.add_argument("--case", action="append", choices=[c.name for c in CASES + soak.CASES], metavar="NAME",
                         help="run only this case (repeatable); --list shows them")
+    parser.add_argument("--soak-seconds", type=soak.soak_seconds, default=None,
+                        help="how long a soak case runs (its own: 600); a soak runs only when named with --case")
     parser.add_argument("--list", action="store_true", help="list the cases with what each shows, and exit")
     parser.add_argument("--out", default="reports/benchmark", help="output prefix: <out>.json, Locust files in <out>/")
     args = parser.parse_args(argv)
     if args.list:
-        print(format_cases(CASES))
+        print(format_cases(CASES + soak.CASES))
         return 0
     cases = [c for c in CASES if (c.name in args.case if args.case else not args.quick or c.requests == 5)]
+    soaks = [c for c in soak.CASES if c.name in (args.case or ())]
     sleep = 0.5 if args.quick else TARGET_SLEEP
     from server.config import pg_max_connections
 
@@ -378,6 +382,14 @@ def main(argv=None):
             print()
             print(format_bare_rows(bare_rows))
         rows += bare_rows
+        if soaks:
+            from .database import database_url
+
+            soak_env = {"DATABASE_URL": database_url(max_connections)}
+            for case in soaks:
+                print(f"{case.name}: {args.soak_seconds or case.seconds:g} s steady on {case.mode}", flush=True)
+                rows.append(soak.run_soak(case, out, soak_env, args.soak_seconds))
+                print(soak.format_soak(rows[-1]))
         Path(f"{out}.json").write_text(json.dumps(
             {"measured": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)), "sleep_s": sleep,
              "cpus": os.cpu_count(), "load_average": os.getloadavg(), "cases": rows}, indent=2) + "\n")

@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from contract import FAILURE_CAUSES, OTHER, POOLER_QUERY_WAIT_TIMEOUT, endpoint_of
+from contract import ERRORS, FAILURE_CAUSES, OTHER, POOLER_QUERY_WAIT_TIMEOUT, endpoint_of
 
 from .analysis import counts_note, failure_words, stop_notes, stopped_worker, worker_spread
 from .inference import LIMIT, NO_LIMIT
@@ -170,6 +170,28 @@ def burst_title(facts, host, started):
     return f"pool-lab burst on the {facts['mode']} mode ({pool_words(facts)}) at {host}, {started}"
 
 
+def database_bound_note(facts):
+    """What bounds a query whose database does not answer on a server that cannot bound it itself (its worker
+    blocks in every query: sync, gevent), from /pool's facts; None where the server does (db_grace_seconds) or
+    /pool did not say. The one owner of the note: the summary of a postgres burst left without answers adds it,
+    and so may any report of a burst that stalls."""
+    if not facts or facts.get("db_grace_seconds") is not None or facts.get("worker_timeout") is None:
+        return None
+    blocked = (f"NOTE: the {facts['mode']} mode's worker blocks in each query, so it cannot bound one whose database "
+               f"does not answer")
+    if facts["worker_timeout"]:
+        return (f"{blocked}: only Gunicorn's worker timeout ({facts['worker_timeout']:g} s) does, by killing the worker "
+                f"with every request it holds (docs/design.md#gunicorns-timeouts)")
+    return (f"{blocked}, and it runs with --timeout 0: nothing bounds it "
+            f"(docs/design.md#why-the-gevent-mode-runs-with---timeout-0)")
+
+
+def unanswered_by_the_server(summary):
+    """Requests of `summary` the server never answered itself: still in flight, or failed without an error of its
+    own (no answer, a connection closed)."""
+    return summary.in_flight + sum(summary.failures[cause] for cause in FAILURE_CAUSES if cause not in ERRORS)
+
+
 def format_summary(summaries, facts=None, warnings=(), never_began=(), unpredicted=None, lab_endpoints=None):
     """The burst's summary as the terminal shows it; `unpredicted` says why there are no predictions
     without facts; `lab_endpoints`: name -> the lab's endpoint it is (by default the names themselves)."""
@@ -228,6 +250,9 @@ def format_summary(summaries, facts=None, warnings=(), never_began=(), unpredict
         if s.waves:
             lines += [f"  {line}" for line in inference_lines(s, facts, lab)]
         lines.append(f"  {counts_note(s, causes=False)}; failures: {failure_words(s)}")
+        note = database_bound_note(facts)
+        if note and lab == "postgres" and unanswered_by_the_server(s):
+            lines.append(f"  {note}")
     lines += [f"{endpoint}: {stopped[endpoint]}" for endpoint in never_began]
     lost = stopped_worker(summaries, facts)
     if lost:

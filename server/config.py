@@ -32,6 +32,19 @@ def _seconds(environ, name, default):
         raise ConfigError(str(error)) from None
 
 
+# The most DB_GRACE_SECONDS may be: a database silent past the request's seconds + 10 s is not coming back soon.
+MAX_DB_GRACE_SECONDS = 10.0
+
+
+def _grace(environ, name="DB_GRACE_SECONDS", default=3.0):
+    grace = _seconds(environ, name, default)
+    # Above 0: a bound of exactly `seconds` would time out pg_sleep(seconds) itself, by a hair, now and then.
+    if not 0 < grace <= MAX_DB_GRACE_SECONDS:
+        raise ConfigError(f"{name} must be more than 0 and at most {MAX_DB_GRACE_SECONDS:g}, "
+                          f"got {environ[name].strip()!r}")
+    return grace
+
+
 def _flag(environ, name):
     raw = environ.get(name, "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
@@ -133,6 +146,9 @@ def load(environ=None):
         # Whole seconds: Flask-SQLAlchemy builds the engine with engine_from_config, which casts
         # pool_timeout to int, so 0.5 would silently become 0 (fail at once).
         "POOL_TIMEOUT": _integer(environ, "POOL_TIMEOUT", 30, minimum=1),
+        # How much longer than its `seconds` a request waits for the database to answer a connect, a ping
+        # or a query before 504 database_timeout (server/bounds.py).
+        "DB_GRACE_SECONDS": _grace(environ),
         "PSYCOGREEN": psycogreen,
         # The gthread worker's threads (the threads mode); gunicorn.conf.py hands it to Gunicorn.
         "THREADS": _integer(environ, "THREADS", 8, minimum=1),

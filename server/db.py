@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
+from . import bounds
 from .config import sqlalchemy_url
 from .errors import database_cause, mark_through_pooler
 from .facts import database_facts
@@ -115,6 +116,8 @@ def init_app(app):
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
     with app.app_context():
+        bounds.init_app(app, db.engine.dialect.driver)
+        bounds.watch(db.engine)
         event.listen(db.engine, "do_connect", timed_connect)
         if pooler_engine:
             event.listen(db.engine, "handle_error", mark_through_pooler)

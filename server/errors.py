@@ -8,10 +8,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from contract import (BAD_PARAMETER, CLIENT_CLOSED_REQUEST, DATABASE_UNAVAILABLE, ERRORS, POOL_TIMEOUT,
-                      POOLER_QUERY_WAIT_TIMEOUT, POOLER_REFUSED, POOLER_UNAVAILABLE, TOO_MANY_CONNECTIONS,
+from contract import (BAD_PARAMETER, CLIENT_CLOSED_REQUEST, DATABASE_TIMEOUT, DATABASE_UNAVAILABLE, ERRORS,
+                      POOL_TIMEOUT, POOLER_QUERY_WAIT_TIMEOUT, POOLER_REFUSED, POOLER_UNAVAILABLE, TOO_MANY_CONNECTIONS,
                       BadParameter)
 
+from .bounds import DatabaseTimeout
 from .pooler import pooler_failure
 
 
@@ -119,11 +120,17 @@ def database_error(exc):
                           **{"Retry-After": "1"})
 
 
+def database_timeout(exc):
+    message = f"{exc} (waited {exc.waited():.1f} s)"
+    return contract_error(DATABASE_TIMEOUT, message, logged=message)
+
+
 def init_app(app):
     app.register_error_handler(BadParameter, bad_parameter)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(PoolTimeoutError, pool_timeout)
     app.register_error_handler(DBAPIError, database_error)
     app.register_error_handler(ClientGone, client_gone)
+    app.register_error_handler(DatabaseTimeout, database_timeout)
     app.register_error_handler(PoolerUnavailable, pooler_unavailable)
 

@@ -11,7 +11,7 @@ from flask import current_app
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from . import pooler, worker
+from . import bounds, pooler, worker
 
 
 def pool_counts(pool):
@@ -62,6 +62,10 @@ def pool_facts(engine):
         # What ?seconds= defaults to and may reach: load generators predict waves from these.
         "sleep_seconds": current_app.config["SLEEP_SECONDS"],
         "max_sleep_seconds": current_app.config["MAX_SLEEP_SECONDS"],
+        # A wait on the database past seconds + this is a 504 database_timeout; null where the worker cannot
+        # keep a bound (sync, gevent), which worker_timeout then bounds, if anything (0: nothing).
+        "db_grace_seconds": current_app.config["DB_GRACE_SECONDS"] if bounds.bounded() else None,
+        "worker_timeout": described.get("worker_timeout"),
     }
 
 
@@ -84,8 +88,15 @@ def database_facts():
     if "pool_lab_ceiling" not in extensions:
         url = current_app.config["DIRECT_DATABASE_URI"]
         extensions["pool_lab_ceiling"] = create_engine(url, poolclass=StaticPool, pool_pre_ping=True)
+        # Bounded like the pool's: /db answers within DB_GRACE_SECONDS, or 504 naming the step.
+        bounds.watch(extensions["pool_lab_ceiling"])
     with _ceiling_lock, extensions["pool_lab_ceiling"].connect() as connection:
-        facts = dict(connection.execute(CEILING_QUERY).mappings().one())
+        try:
+            with bounds.step("query"):
+                facts = dict(connection.execute(CEILING_QUERY).mappings().one())
+        except bounds.DatabaseTimeout:
+            connection.invalidate()  # StaticPool's one connection: the next /db opens another
+            raise
     # Slots held back from the lab's role, and those a new connection of it can still take.
     facts["reserved"] = 0 if facts["superuser"] else facts["superuser_reserved_connections"]
     facts["accepts"] = max(facts["max_connections"] - facts["reserved"] - facts["open_connections"], 0)

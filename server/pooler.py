@@ -3,6 +3,7 @@
 Imports nothing of the app: facts (/db) and errors import from here.
 """
 
+import functools
 import time
 
 from contract import POOLER_QUERY_WAIT_TIMEOUT, POOLER_REFUSED, POOLER_UNAVAILABLE
@@ -25,6 +26,22 @@ CLOSED_WORDS = ("server closed the connection unexpectedly", "consuming input fa
 # 1/3 s (full_maint_period in 1.18's src/janitor.c): within that after the timeout, and the rest of
 # this second for the worker to notice on a busy machine. A connection closed at any other time is not that.
 QUERY_WAIT_DROP_WINDOW = 1.0
+
+
+def queue_seconds(pooler_url):
+    """How long PgBouncer at `pooler_url` may hold a query in its queue for a server connection (its
+    query_wait_timeout, asked once per worker): a query's wait through it includes that queue, so its bound
+    adds it (server/bounds.py). None when PgBouncer waits for ever (0); 0 when it cannot be asked (the query
+    will fail with the cause)."""
+    try:
+        return _query_wait_timeout(pooler_url) or None
+    except Exception:  # the driver's error, whichever
+        return 0.0
+
+
+@functools.lru_cache
+def _query_wait_timeout(pooler_url):
+    return admin_facts(pooler_url)["query_wait_timeout"]
 
 
 def admin_url(pooler_url):

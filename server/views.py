@@ -11,7 +11,8 @@ from sqlalchemy.exc import OperationalError
 
 from contract import DB_PATH, POOL_PATH, BadParameter, sleep_path, sleep_seconds
 
-from . import facts, worker
+from . import bounds, facts, pooler, worker
+from .bounds import DatabaseTimeout
 from .db import Todo, db
 from .errors import ClientGone, PoolerUnavailable
 
@@ -68,7 +69,12 @@ def cancelled_when_the_client_leaves(connection):
         except OSError:
             closed = True
         if closed:
-            connection.cancel()
+            try:
+                connection.cancel()
+            except connection.Error:
+                # Its query failed first (the database gone): the connection is closed, or its server cannot
+                # take a cancel; the request answers with that cause, and there is nothing left to cancel.
+                pass
     watcher = gevent.spawn(watch)
     try:
         yield
@@ -111,18 +117,27 @@ def postgres_sleep():
     started = time.time()
     if current_app.config["PGBOUNCER"] and current_app.config["POOLER_PROBLEM"]:
         raise PoolerUnavailable(current_app.config["POOLER_PROBLEM"])
-    # Checks a connection out of the pool (and pings it): may wait.
-    connection = db.session.connection().connection.dbapi_connection
+    # What the database may take to answer, beyond the grace (server/bounds.py).
+    g.database_seconds = seconds
+    # Checks a connection out of the pool (and pings it): may wait; the connect and the ping are bounded.
+    connection = db.session.connection()
     connected = time.time()
     # Through PgBouncer the wait for a server connection starts here: errors.database_error reads it.
     g.query_started = connected
-    with cancelled_when_the_client_leaves(connection):
-        # A bound parameter, never string formatting: the value reaches SQL as data.
-        db.session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
-    queried = time.time()
-    # The count, not the 50 rows the original sent: it proves the query ran on the same
-    # checked-out connection, while keeping 100-user Locust runs about the sleep, not JSON size.
-    todo_count = db.session.scalar(select(func.count()).select_from(Todo))
+    try:
+        # Through PgBouncer the query also waits in its queue for a server connection (transaction pooling).
+        queue = pooler.queue_seconds(current_app.config["POOLER_URL"]) if current_app.config["PGBOUNCER"] else 0.0
+        with bounds.step("query", queue), cancelled_when_the_client_leaves(connection.connection.dbapi_connection):
+            # A bound parameter, never string formatting: the value reaches SQL as data.
+            db.session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+            queried = time.time()
+            # The count, not the 50 rows the original sent: it proves the query ran on the same
+            # checked-out connection, while keeping 100-user Locust runs about the sleep, not JSON size.
+            todo_count = db.session.scalar(select(func.count()).select_from(Todo))
+    except DatabaseTimeout:
+        # Its state is unknown (psycopg 3 leaves it mid-query): never back into the pool.
+        connection.invalidate()
+        raise
     # pool_wait includes connect_seconds: the time spent opening a new connection, if one was opened.
     return sleep_response("postgres", seconds, started, todo_count=todo_count,
                           pool_wait=round(connected - started, 6), query_seconds=round(queried - connected, 6),

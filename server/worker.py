@@ -30,6 +30,8 @@ def describe(cfg, worker):
         "worker_class": f"{worker_class.__module__}.{worker_class.__qualname__}",
         "worker_concurrency": at_once,
         "workers": cfg.workers,
+        # Gunicorn's worker timeout (0: none): all that bounds a query where the lab's bound cannot (server/bounds.py).
+        "worker_timeout": cfg.timeout,
     })
 
 
@@ -46,8 +48,8 @@ def gevent_patched():
 def psycogreen_active():
     import psycopg2.extensions
 
-    # psycogreen works by installing this callback; nothing else in the lab sets one.
-    return psycopg2.extensions.get_wait_callback() is not None
+    # psycogreen works by installing its callback; the threads mode installs the lab's own (server/bounds.py).
+    return getattr(psycopg2.extensions.get_wait_callback(), "__module__", None) == "psycogreen.gevent"
 
 
 def psycopg_waits_through_gevent():

@@ -13,6 +13,7 @@ def test_defaults_match_the_original():
     assert settings["DATABASE_URL"] is None and settings["PSYCOGREEN"] is False
     assert (settings["DRIVER"], settings["THREADS"]) == ("psycopg2", 8)
     assert settings["WEB_CONCURRENCY"] == 1  # one worker per mode, as in the original
+    assert settings["DB_GRACE_SECONDS"] == 3.0
 
 
 @pytest.mark.parametrize("environ, words", [
@@ -35,10 +36,20 @@ def test_defaults_match_the_original():
     ({"THREADS": "0"}, "THREADS must be at least 1"),
     ({"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY must be a whole number, got 'abc'"),
     ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be at least 1, got 0"),
+    ({"DB_GRACE_SECONDS": "soon"}, "^DB_GRACE_SECONDS must be a number, got 'soon'$"),
+    ({"DB_GRACE_SECONDS": "0"}, "^DB_GRACE_SECONDS must be more than 0 and at most 10, got '0'$"),
+    ({"DB_GRACE_SECONDS": "10.5"}, "^DB_GRACE_SECONDS must be more than 0 and at most 10, got '10.5'$"),
+    ({"DB_GRACE_SECONDS": "-1"}, "^DB_GRACE_SECONDS must be at least 0, got '-1'$"),
+    ({"DB_GRACE_SECONDS": "inf"}, "^DB_GRACE_SECONDS must be a finite number, got 'inf'$"),
 ])
 def test_bad_settings_raise_one_clear_message(environ, words):
     with pytest.raises(ConfigError, match=words):
         load(environ)
+
+
+@pytest.mark.parametrize("raw, grace", [("", 3.0), (" 0.5 ", 0.5), ("10", 10.0), ("1e0", 1.0)])
+def test_the_database_grace_takes_a_number_above_0_up_to_10(raw, grace):
+    assert load({"DB_GRACE_SECONDS": raw})["DB_GRACE_SECONDS"] == grace
 
 
 def test_a_bad_url_never_echoes_its_password():

@@ -380,3 +380,19 @@ def test_a_pooler_directory_with_a_space_and_a_percent_sign_works(walled):
     finally:
         pgbouncer.stop(directory)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_query_queued_in_pgbouncer_is_not_cut_by_the_database_bound(walled, fire, tmp_path):
+    """The later waves wait in PgBouncer's queue longer than seconds + DB_GRACE_SECONDS: that queue is bounded by
+    its query_wait_timeout, which the query's bound adds, so they answer 200 (without it: 504 database_timeout)."""
+    database, pooler = walled
+    grace = 0.2
+    server = start_mode("bouncer", {"DATABASE_URL": database.get_uri(), "POOLER_URL": pooler.url,
+                                    "DB_GRACE_SECONDS": str(grace)}, tmp_path / "bouncer.log")
+    try:
+        results = fire(server, f"/sleep/postgres/?seconds={SLEEP}", 3 * POOL)
+        assert causes(results) == Counter(ok=3 * POOL)
+        # The last wave's query waited two sleeps in the queue: far past seconds + the grace.
+        assert max(json.loads(body)["query_seconds"] for _, _, body in results) > SLEEP + grace + SLEEP
+    finally:
+        server.stop()
