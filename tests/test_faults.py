@@ -12,6 +12,7 @@ import time
 import psutil
 import pytest
 
+from lab import calibration
 from lab.servers import ROOT, free_port, start_mode
 from support import read_csv
 
@@ -92,6 +93,9 @@ def test_a_worker_killed_mid_burst_loses_its_requests_counted_and_the_next_burst
 def test_a_stopped_worker_stalls_the_burst_which_says_so_and_run_time_ends_it_in_flight(green, tmp_path):
     prefix = tmp_path / "stopped"
     pid = worker_pid(green)
+    # The mode's calibration cached beside the files before the run, so --run-time's 6 s are the burst's own
+    # (measured within them, it took 5.4 s of them on a busy machine, and the stall had no time to show).
+    calibration.with_cpu_cost(green.get_json("/pool")[1], green.url, tmp_path)
     run = locust(prefix, green.url, 0.5, "--run-time", "6s")
     try:
         wait_for_requests(pid, 5, run, tmp_path)
