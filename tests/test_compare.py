@@ -71,14 +71,14 @@ def test_compare_runs_every_mode_and_writes_table_csv_and_plot(database_url, tmp
 
 def test_compare_pool_shapes_side_by_side(database_url, tmp_path):
     out = tmp_path / "pools"
-    mark, run = compare(database_url, "--profile", "100-users", "--sleep-seconds", "0.3",
+    mark, run = compare(database_url, "--profile", "50-users", "--sleep-seconds", "0.3",
                         "--pools", "2+3,fair:2+3", "--out", str(out))
     output, _ = run.communicate(timeout=240)
     assert run.returncode == 0, output
     rows = read_rows(f"{out}.csv")
     assert set(rows) == {"green 2+3", "green 2+3 fair"}
     assert rows["green 2+3 fair"]["pool_class"] == "FairQueuePool"
-    assert rows["green 2+3 fair"]["postgres_waves"] == sizes([5] * 20)
+    assert rows["green 2+3 fair"]["postgres_waves"] == sizes([5] * 10)
     assert rows["green 2+3"]["postgres_waves"].startswith("5 ")
     assert marked_processes(mark) == []
 
