@@ -18,6 +18,8 @@ from pathlib import Path
 
 from contract import POOL_PATH, BadParameter, SecondsOption
 
+from ..probe import parse_steps
+
 # Where the modes are, for a message that tells how to start one.
 START_A_MODE = "`honcho start` runs every mode (`honcho start green` one), the green one at http://127.0.0.1:8003"
 
@@ -65,6 +67,20 @@ def check_seconds(options):
             SecondsOption(f"--{name.replace('_', '-')}")(getattr(options, name, "") or "")
         except BadParameter as error:
             raise RunRefused(f"{error}") from None
+    try:
+        probe_settings(options)
+    except BadParameter as error:
+        raise RunRefused(f"{error}") from None
+
+
+def probe_settings(options):
+    """The probe's options as Settings takes them, checked (BadParameter names the one refused)."""
+    steps = str(getattr(options, "probe_steps", "") or "").strip()
+    seconds = SecondsOption("--step-seconds")(getattr(options, "step_seconds", "") or "")
+    if seconds and float(seconds) <= 0:
+        raise BadParameter(f"--step-seconds must be above 0, got {seconds!r}")
+    return {"probe_steps": tuple(parse_steps(steps)) if steps else (),
+            "step_seconds": float(seconds) if seconds else None}
 
 
 def check_sleep(raw, pool):

@@ -14,14 +14,15 @@ from .gates import Gates, WorkerGates
 from .interrupt import Interruption
 from .options import Options
 from .preparation import Preparation
+from .probe import DistributedProbeRun, MasterSent, ProbeReporter, ProbeRun, ProbeTab, Sent, WorkerSent
 from .reporter import BurstReporter, DistributedSteadySummary, SteadySummary, Summary
 from .users import SleepUser
 from .web_ui import WebUIExtension
 
 
-def give_users(gates, options):
-    """The users of this process wait at these gates and send with these options."""
-    SleepUser.gates, SleepUser.options = gates, options
+def give_users(gates, options, sent):
+    """The users of this process wait at these gates, send with these options and count what they send."""
+    SleepUser.gates, SleepUser.options, SleepUser.sent = gates, options, sent.counts
 
 
 class Reporting:
@@ -29,8 +30,9 @@ class Reporting:
 
     burst_order = Burst
     steady_summary = SteadySummary
+    probe_run = ProbeRun
 
-    def __init__(self, environment, options, gates=None):
+    def __init__(self, environment, options, sent, gates=None):
         self.burst = self.burst_order(environment, options, gates)
         self.preparation = Preparation(environment, options, self.burst)
         self.intake = Intake(environment, options, self.preparation, self.burst)
@@ -38,11 +40,16 @@ class Reporting:
         self.reporter = BurstReporter(environment, options, self.preparation, self.burst, self.intake, self.summary)
         self.steady = self.steady_summary(environment, options, self.summary)
         self.web_ui = WebUIExtension(environment, self.preparation, self.reporter) if environment.web_ui else None
+        self.probe = self.probe_run(environment, options, self.preparation, sent, gates)
+        self.probe_reporter = ProbeReporter(environment, options, self.preparation, self.probe, self.summary)
+        if self.web_ui:
+            self.probe_tab = ProbeTab(environment, self.web_ui, self.preparation, self.probe, self.probe_reporter)
 
 
 class DistributedReporting(Reporting):
     burst_order = DistributedBurst
     steady_summary = DistributedSteadySummary
+    probe_run = DistributedProbeRun
 
 
 class Local:
@@ -51,8 +58,9 @@ class Local:
     def __init__(self, environment):
         self.options = Options(environment)
         self.gates = Gates(environment, self.options)
-        give_users(self.gates, self.options)
-        self.reporting = Reporting(environment, self.options, self.gates)
+        self.sent = Sent(environment, self.options)
+        give_users(self.gates, self.options, self.sent)
+        self.reporting = Reporting(environment, self.options, self.sent, self.gates)
         self.interruption = Interruption(environment)
         self.answers = LocalAnswers(environment, self.options, self.reporting.intake)
 
@@ -62,7 +70,8 @@ class Master:
 
     def __init__(self, environment):
         self.options = Options(environment)
-        self.reporting = DistributedReporting(environment, self.options)
+        self.sent = MasterSent(environment, self.options)
+        self.reporting = DistributedReporting(environment, self.options, self.sent)
         self.interruption = Interruption(environment)
         self.answers = AnswerCollector(environment, self.options, self.reporting.intake)
 
@@ -73,7 +82,8 @@ class Worker:
     def __init__(self, environment):
         self.options = Options(environment)
         self.gates = WorkerGates(environment, self.options)
-        give_users(self.gates, self.options)
+        self.sent = WorkerSent(environment, self.options)
+        give_users(self.gates, self.options, self.sent)
         self.answers = AnswerSender(environment, self.options, self.gates)
 
 

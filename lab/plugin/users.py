@@ -13,6 +13,7 @@ class SleepUser(FastHttpUser):
     # The gates and options of this process, set by lab.plugin's roles where users run.
     gates = None
     options = None
+    sent = None  # a Counter of the requests sent per endpoint (lab.plugin.probe.Sent)
     wait_time = constant(0)
     # A burst on a serial mode answers its last request after N x seconds:
     # 100 users x 5 s is 500 s, well past FastHttpUser's default of 60 s.
@@ -22,6 +23,7 @@ class SleepUser(FastHttpUser):
 
     def sleep_request(self):
         self.gates.wait_turn(self.endpoint)
+        self.sent[self.endpoint] += 1
         path = contract.sleep_path(self.endpoint)
         with self.client.get(path, params=self.options.settings.query, name=path, catch_response=True) as response:
             if response.status_code != 200:
