@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from contract import BadParameter
 
+from .render import counted
+
 HARD_LIMIT, CONTENTION, NONE_REACHED, NO_ANSWERS = SHAPES = ("hard limit", "contention", "none reached", "no answers")
 # Throughput within this fraction of the peak counts as flat; a step this much above the last is
 # still growing; below the peak by more, it falls. Measured throughput on a noisy 2-core machine
@@ -142,7 +144,10 @@ class Inference:
         return None if self.limit is None else max(1, round(self.limit))
 
     def as_dict(self):
-        return {"limit": self.rounded, "limit_exact": None if self.limit is None else round(self.limit, 2),
+        # Not reached: what ran at once at the last step is a lower bound, not the limit.
+        reached = self.shape not in (NONE_REACHED, NO_ANSWERS)
+        return {"limit": self.rounded if reached else None, "at_least": None if reached else self.rounded,
+                "limit_exact": None if self.limit is None else round(self.limit, 2),
                 "shape": self.shape, "alone_ms": self.alone_ms, "peak_rps": self.peak_rps,
                 "peak_users": self.peak_users, "evidence": self.evidence,
                 "usl": self.usl.as_dict() if self.usl else None, "usl_note": self.usl_note}
@@ -164,18 +169,17 @@ def infer(endpoint, steps):
     after = answered[answered.index(peak) + 1:]
     if len(answered) < 2 or (peak is last and last.throughput_rps > answered[-2].throughput_rps * (1 + FLAT)):
         shape = NONE_REACHED
-        evidence = (f"throughput still growing at the last step: {phrase(answered[-2:])}; the limit is "
-                    f"above {last.users} users' worth, at least {limit:.1f}")
+        evidence = f"throughput still growing at the last step: {phrase(answered[-2:])}"
     elif after and after[-1].throughput_rps < peak.throughput_rps * (1 - FLAT):
         shape = CONTENTION
-        evidence = (f"throughput falls past its peak: {peak.throughput_rps:.1f}/s at {peak.users} users, "
+        evidence = (f"throughput falls past its peak: {peak.throughput_rps:.1f}/s at {counted(peak.users, 'user')}, "
                     f"{after[-1].throughput_rps:.1f}/s at {after[-1].users}")
     else:
         shape = HARD_LIMIT
-        growth = f"latency {alone.median_ms:.0f} ms alone, {last.median_ms:.0f} ms at {last.users} users"
-        evidence = (f"throughput flat at about {peak.throughput_rps:.1f}/s from {saturated(answered, peak).users} "
-                    f"users; {growth} (in proportion to users past the limit: "
-                    f"{last.users / limit:.1f} x {alone.median_ms:.0f} ms = "
+        growth = f"latency {alone.median_ms:.0f} ms alone, {last.median_ms:.0f} ms at {counted(last.users, 'user')}"
+        evidence = (f"throughput flat at about {peak.throughput_rps:.1f}/s from "
+                    f"{counted(saturated(answered, peak).users, 'user')}; {growth} (in proportion to users past "
+                    f"the limit: {last.users / limit:.1f} x {alone.median_ms:.0f} ms = "
                     f"{last.users / limit * alone.median_ms:.0f} ms)")
     fit, note = None, ""
     if shape == HARD_LIMIT:
@@ -198,7 +202,7 @@ def saturated(steps, peak):
 
 
 def phrase(steps):
-    return ", then ".join(f"{s.throughput_rps:.1f}/s at {s.users} users" for s in steps)
+    return ", then ".join(f"{s.throughput_rps:.1f}/s at {counted(s.users, 'user')}" for s in steps)
 
 
 def cause(endpoint, inference, facts):

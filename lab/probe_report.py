@@ -6,7 +6,7 @@ import csv
 from contract import FAILURE_CAUSES
 
 from .probe import NO_ANSWERS, NONE_REACHED, cause
-from .render import format_table, pool_words
+from .render import counted, format_table, pool_words
 
 PROBE_COLUMNS = ("endpoint", "users", "requests", "throughput_rps", "median_ms", "p95_ms", "failures",
                  "failures_by_cause", "sent", "in_flight", "seconds")
@@ -25,7 +25,8 @@ def by_cause(failures):
 
 def step_row(step):
     return {"endpoint": step.endpoint, "users": step.users, "requests": step.requests,
-            "throughput_rps": f"{step.throughput_rps:.2f}", "median_ms": "" if step.median_ms is None else step.median_ms,
+            "throughput_rps": f"{step.throughput_rps:.2f}",
+            "median_ms": "" if step.median_ms is None else step.median_ms,
             "p95_ms": "" if step.p95_ms is None else step.p95_ms, "failures": by_cause(step.failures),
             "in_flight": step.in_flight}
 
@@ -47,7 +48,8 @@ def limit_phrase(inference):
     if inference.shape == NO_ANSWERS:
         return "no limit inferred"
     if inference.shape == NONE_REACHED:
-        return f"no limit reached: at least {inference.rounded} at once"
+        return (f"no limit reached by {counted(inference.peak_users, 'user')} "
+                f"({inference.limit:.1f} at once at its peak)")
     return f"limit {inference.rounded} at once ({inference.shape})"
 
 
@@ -55,8 +57,9 @@ def verdict_lines(inference, facts):
     """One endpoint's verdict: the limit, its evidence, the USL fit, and the cause /pool names."""
     lines = [f"{inference.endpoint}: {limit_phrase(inference)}"]
     if inference.limit is not None:
-        lines.append(f"  Little's law: {inference.peak_rps:.2f} answers/s at most (at {inference.peak_users} users) x "
-                     f"{inference.alone_ms:.0f} ms for one request alone = {inference.limit:.2f} at once")
+        lines.append(f"  Little's law: {inference.peak_rps:.2f} answers/s at most (at "
+                     f"{counted(inference.peak_users, 'user')}) x {inference.alone_ms:.0f} ms for one request alone "
+                     f"= {inference.limit:.2f} at once")
     lines.append(f"  {inference.evidence}")
     if inference.usl:
         fit = inference.usl

@@ -54,8 +54,10 @@ def test_throughput_still_growing_at_the_last_step_is_no_limit_reached_with_a_lo
     inference = infer("python", steps_of(1000, users=(1, 2, 4, 8, 16)))
     assert inference.shape == NONE_REACHED
     assert inference.rounded == 16
-    assert "still growing" in inference.evidence and "at least 16" in inference.evidence
-    assert verdict_lines(inference, None)[0] == "python: no limit reached: at least 16 at once"
+    assert (inference.as_dict()["limit"], inference.as_dict()["at_least"]) == (None, 16)
+    assert inference.evidence == ("throughput still growing at the last step: 16.0/s at 8 users, then 32.0/s at "
+                                  "16 users")
+    assert verdict_lines(inference, None)[0] == "python: no limit reached by 16 users (16.0 at once at its peak)"
 
 
 def test_contention_is_throughput_falling_past_its_peak_and_the_usl_fit_finds_it():

@@ -98,6 +98,7 @@ class Reading:
     requests: int
     failures: int
     response_times: dict
+    total_ms: float  # the sum of their response times, exact (response_times rounds them)
     errors: Counter
     sent: int
 
@@ -110,9 +111,9 @@ def read(environment, sent, endpoint, name):
         if error.name == name:
             errors[error.error] += error.occurrences
     if entry is None:
-        return Reading(time.monotonic(), 0, 0, {}, errors, sent.of(endpoint))
-    return Reading(time.monotonic(), entry.num_requests, entry.num_failures, dict(entry.response_times), errors,
-                   sent.of(endpoint))
+        return Reading(time.monotonic(), 0, 0, {}, 0.0, errors, sent.of(endpoint))
+    return Reading(time.monotonic(), entry.num_requests, entry.num_failures, dict(entry.response_times),
+                   entry.total_response_time, errors, sent.of(endpoint))
 
 
 def cause_of(error):
@@ -220,7 +221,6 @@ class ProbeRun:
         try:
             for endpoint, cls, name in endpoints:
                 self.steps[endpoint] = []
-                alone = None
                 for users in steps:
                     if not self.running():
                         self.stopped_early = True
@@ -239,13 +239,11 @@ class ProbeRun:
                         log.warning("probe: %s did not reach %d users within %g s", endpoint, users, PATIENCE)
                     if users == steps[0]:
                         self.open_gate(endpoint)
-                    step = self.measure(endpoint, name, users, seconds, alone)
+                    step = self.measure(endpoint, name, users, seconds)
                     if step is None:
                         self.stopped_early = True
                         return
                     self.steps[endpoint].append(step)
-                    if alone is None and step.median_ms:
-                        alone = step.median_ms / 1000
                     # The next endpoint's first step lets this one's users finish a request of this length.
                     environment.stop_timeout = max(stop_timeout or 0, 2 * (step.p95_ms or 0) / 1000 + 1)
         finally:
@@ -258,12 +256,21 @@ class ProbeRun:
     def in_flight(self, endpoint):
         return self.sent.of(endpoint) - read_count(self.environment, sleep_path(endpoint))
 
-    def window(self, seconds, alone):
-        """The measured window: a whole number of rounds of one request alone, so that answers that come
-        in waves (a hard limit, equal sleeps) are not cut at its edges."""
-        if alone and alone > 0:
-            return math.ceil(seconds / alone - 0.05) * alone
-        return seconds
+    def hold(self, first, seconds, endpoint, name):
+        """The reading that ends the step's window: at least `seconds` after `first`, and a whole number of
+        this step's mean latency, which in a closed loop is each user's round: every user answers as many
+        times in it, so answers that come in waves (a hard limit, equal sleeps) are not cut at its edges."""
+        gevent.sleep(seconds)
+        mid = read(self.environment, self.sent, endpoint, name)
+        deadline = first.at + PATIENCE
+        while mid.requests == first.requests and self.running() and time.monotonic() < deadline:
+            gevent.sleep(0.1)  # not one answer yet: a round longer than the step
+            mid = read(self.environment, self.sent, endpoint, name)
+        if mid.requests > first.requests:
+            mean = (mid.total_ms - first.total_ms) / (mid.requests - first.requests) / 1000
+            rounds = max(1, math.ceil((mid.at - first.at) / mean - 0.02)) if mean > 0 else 1
+            gevent.sleep(max(0.0, first.at + rounds * mean - time.monotonic()))
+        return read(self.environment, self.sent, endpoint, name)
 
     def settle(self, endpoint, users):
         """One round of answers at this step's load before it is measured: the last step's latency,
@@ -273,15 +280,13 @@ class ProbeRun:
             return 0.2
         return min(30.0, max(0.2, done[-1].median_ms / 1000 * users / done[-1].users))
 
-    def measure(self, endpoint, name, users, seconds, alone):
+    def measure(self, endpoint, name, users, seconds):
         gevent.sleep(self.settle(endpoint, users) + self.statistics_lag)
-        window = self.window(seconds, alone)
         first = read(self.environment, self.sent, endpoint, name)
-        gevent.sleep(window)
+        last = self.hold(first, seconds, endpoint, name)
         if not self.running():
             return None
-        last = read(self.environment, self.sent, endpoint, name)
-        return step_between(endpoint, users, first, last, window)
+        return step_between(endpoint, users, first, last, last.at - first.at)
 
     def _stop(self):
         if self.environment.parsed_options.headless:
@@ -299,7 +304,8 @@ def read_count(environment, name):
 class DistributedProbeRun(ProbeRun):
     """A probe whose users run on the workers: the master's statistics are theirs as of their last report,
     every WORKER_REPORT_INTERVAL. Each window is a whole number of those intervals and starts one
-    interval late, so every worker's share of it is as long as the window itself."""
+    interval late, so every worker's share of it is as long as the window itself (answers in waves
+    can still be cut at its edges: its throughput is coarser than one process's)."""
 
     statistics_lag = locust.runners.WORKER_REPORT_INTERVAL
 
@@ -310,9 +316,11 @@ class DistributedProbeRun(ProbeRun):
         counts = self.environment.runner.reported_user_classes_count
         return counts.get(cls.__name__, 0) == users and sum(counts.values()) == users
 
-    def window(self, seconds, alone):
+    def hold(self, first, seconds, endpoint, name):
+        """A whole number of report intervals: each worker's share of the window is as long as the window."""
         interval = locust.runners.WORKER_REPORT_INTERVAL
-        return max(1, math.ceil(seconds / interval - 0.05)) * interval
+        gevent.sleep(max(1, math.ceil(seconds / interval - 0.05)) * interval)
+        return read(self.environment, self.sent, endpoint, name)
 
 
 class ProbeReporter:
