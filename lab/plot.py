@@ -84,7 +84,8 @@ def plot_probe(path, title, steps, inferences):
     for column, endpoint in enumerate(shown):
         ax, done, inference = axes[0][column], steps[endpoint], inferences[endpoint]
         users = [s.users for s in done]
-        ax.plot(users, [s.throughput_rps for s in done], "o-", color="tab:blue", label="answers/s")
+        ax.plot(users, [s.rate for s in done], "o-", color="tab:blue", label="users / mean latency")
+        ax.plot(users, [s.throughput_rps for s in done], "x", color="tab:blue", label="answers counted")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("users (closed loop)")
         ax.set_ylabel("answers/s", color="tab:blue")

@@ -4,7 +4,8 @@ A probe runs closed-loop users (each sends again as soon as it is answered) in s
 and measures each step's throughput X(N) and latency. By Little's law a server that runs L
 requests at once, each taking R1 seconds alone, answers at most L / R1 per second: from the
 highest throughput and the latency of one request alone (the 1-user step) the effective limit is
-L = X_max x R1. Past L a hard limit (a pool, a thread count) keeps X flat and latency grows in
+L = X_max x R1. A step's throughput is taken by the response time law of a closed loop, X = N / R
+(its users over their mean latency), which answers that come in waves cannot skew (Step.rate). Past L a hard limit (a pool, a thread count) keeps X flat and latency grows in
 proportion to N; contention (locks, a shared resource) makes X fall past its peak. The Universal
 Scalability Law X(N) = lambda N / (1 + sigma (N - 1) + kappa N (N - 1)) describes a smooth curve
 (Gunther; codahale/usl): it is fitted where there is no hard limit's knee.
@@ -21,9 +22,9 @@ from contract import BadParameter
 from .render import counted
 
 HARD_LIMIT, CONTENTION, NONE_REACHED, NO_ANSWERS = SHAPES = ("hard limit", "contention", "none reached", "no answers")
-# Throughput within this fraction of the peak counts as flat; a step this much above the last is
-# still growing; below the peak by more, it falls. Measured throughput on a noisy 2-core machine
-# wanders by a few percent from step to step.
+# Throughput within this fraction of the peak counts as flat, and below the peak by more, it falls
+# (see growing() for still growing). Measured throughput on a noisy 2-core machine wanders by a few
+# percent from step to step.
 FLAT = 0.10
 # Where a fitted curve is taken as describing the steps (coefficient of determination).
 GOOD_FIT = 0.95
@@ -48,15 +49,28 @@ class Step:
     failures: Counter = field(default_factory=Counter)
     sent: int = 0
     in_flight: int = 0
+    mean_ms: float | None = None  # exact, where median_ms and p95_ms are Locust's rounded ones
 
     @property
     def answered(self):
         return self.requests - sum(self.failures.values())
 
+    @property
+    def rate(self):
+        """The step's throughput by the response time law of a closed loop, X = N / R (no think time): its
+        users over their mean latency. Answers counted in a window of a few rounds are cut at its edges
+        when they come in waves (a hard limit, equal sleeps), by up to a wave; the mean latency is not.
+        The counted throughput where the latency is unknown."""
+        if self.mean_ms and self.answered > 0:
+            return self.users / (self.mean_ms / 1000)
+        return self.throughput_rps
+
     def as_dict(self):
         return {"users": self.users, "seconds": round(self.seconds, 3), "requests": self.requests,
                 "throughput_rps": round(self.throughput_rps, 3), "median_ms": self.median_ms, "p95_ms": self.p95_ms,
-                "failures": dict(self.failures), "sent": self.sent, "in_flight": self.in_flight}
+                "closed_loop_rps": round(self.rate, 3), "failures": dict(self.failures), "sent": self.sent,
+                "in_flight": self.in_flight,
+                "mean_ms": None if self.mean_ms is None else round(self.mean_ms, 2)}
 
 
 def default_steps(users):
@@ -107,12 +121,12 @@ class USLFit:
 
 
 def fit_usl(steps):
-    """The USL fitted to the steps' throughput with scipy's curve_fit (sigma, kappa >= 0); None if it fails."""
+    """The USL fitted to the steps' throughput (Step.rate) with scipy's curve_fit (sigma, kappa >= 0); None if it fails."""
     import numpy
     from scipy.optimize import curve_fit
 
     n = numpy.array([s.users for s in steps], dtype=float)
-    x = numpy.array([s.throughput_rps for s in steps], dtype=float)
+    x = numpy.array([s.rate for s in steps], dtype=float)
     lam0 = x[0] / n[0]
     try:
         (lam, sigma, kappa), _ = curve_fit(usl, n, x, p0=(lam0, 0.01, 0.0001),
@@ -163,24 +177,25 @@ def infer(endpoint, steps):
         causes = ", ".join(f"{cause} {n}" for cause, n in failed.most_common()) or "none answered, none failed"
         return Inference(endpoint, NO_ANSWERS, evidence=f"no request was answered ({causes}): nothing to infer")
     alone = answered[0]
-    peak = max(answered, key=lambda s: s.throughput_rps)
-    limit = peak.throughput_rps * alone.median_ms / 1000
+    alone_ms = alone.mean_ms or alone.median_ms  # exact where known: Locust rounds the median to 10 ms
+    peak = max(answered, key=lambda s: s.rate)
+    limit = peak.rate * alone_ms / 1000
     last = answered[-1]
     after = answered[answered.index(peak) + 1:]
-    if len(answered) < 2 or (peak is last and last.throughput_rps > answered[-2].throughput_rps * (1 + FLAT)):
+    if len(answered) < 2 or (peak is last and growing(answered[-2], last)):
         shape = NONE_REACHED
         evidence = f"throughput still growing at the last step: {phrase(answered[-2:])}"
-    elif after and after[-1].throughput_rps < peak.throughput_rps * (1 - FLAT):
+    elif after and after[-1].rate < peak.rate * (1 - FLAT):
         shape = CONTENTION
-        evidence = (f"throughput falls past its peak: {peak.throughput_rps:.1f}/s at {counted(peak.users, 'user')}, "
-                    f"{after[-1].throughput_rps:.1f}/s at {after[-1].users}")
+        evidence = (f"throughput falls past its peak: {peak.rate:.1f}/s at {counted(peak.users, 'user')}, "
+                    f"{after[-1].rate:.1f}/s at {after[-1].users}")
     else:
         shape = HARD_LIMIT
-        growth = f"latency {alone.median_ms:.0f} ms alone, {last.median_ms:.0f} ms at {counted(last.users, 'user')}"
-        evidence = (f"throughput flat at about {peak.throughput_rps:.1f}/s from "
+        growth = f"latency {alone_ms:.0f} ms alone, {last.median_ms:.0f} ms at {counted(last.users, 'user')}"
+        evidence = (f"throughput flat at about {peak.rate:.1f}/s from "
                     f"{counted(saturated(answered, peak).users, 'user')}; {growth} (in proportion to users past "
-                    f"the limit: {last.users / limit:.1f} x {alone.median_ms:.0f} ms = "
-                    f"{last.users / limit * alone.median_ms:.0f} ms)")
+                    f"the limit: {last.users / limit:.1f} x {alone_ms:.0f} ms = "
+                    f"{last.users / limit * alone_ms:.0f} ms)")
     fit, note = None, ""
     if shape == HARD_LIMIT:
         note = "not fitted: a hard limit's knee is not the smooth curve the USL describes"
@@ -192,17 +207,25 @@ def infer(endpoint, steps):
             note = "not fitted: curve_fit did not converge"
         elif fit.r2 < GOOD_FIT:
             note = f"fitted poorly (r2 {fit.r2:.2f}): the curve is not smooth"
-    return Inference(endpoint, shape, limit, alone.median_ms, round(peak.throughput_rps, 3), peak.users, evidence,
+    return Inference(endpoint, shape, limit, round(alone_ms, 2), round(peak.rate, 3), peak.users, evidence,
                      fit, note)
+
+
+def growing(before, last):
+    """Throughput still growing with the users: by at least half as much as the users grew (below a limit
+    it grows in proportion; at a limit a server that must open connections again, as QueuePool's
+    overflow does, still gains a little)."""
+    users_grew = last.users / before.users - 1
+    return last.rate > before.rate * (1 + max(FLAT, users_grew / 2))
 
 
 def saturated(steps, peak):
     """The first step whose throughput is within FLAT of the peak: where the flat part begins."""
-    return next(s for s in steps if s.throughput_rps >= peak.throughput_rps * (1 - FLAT))
+    return next(s for s in steps if s.rate >= peak.rate * (1 - FLAT))
 
 
 def phrase(steps):
-    return ", then ".join(f"{s.throughput_rps:.1f}/s at {counted(s.users, 'user')}" for s in steps)
+    return ", then ".join(f"{s.rate:.1f}/s at {counted(s.users, 'user')}" for s in steps)
 
 
 def cause(endpoint, inference, facts):

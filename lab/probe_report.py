@@ -9,12 +9,13 @@ from .probe import NO_ANSWERS, NONE_REACHED, cause
 from .render import counted, format_table, pool_words
 
 PROBE_COLUMNS = ("endpoint", "users", "requests", "throughput_rps", "median_ms", "p95_ms", "failures",
-                 "failures_by_cause", "sent", "in_flight", "seconds")
+                 "failures_by_cause", "closed_loop_rps", "mean_ms", "sent", "in_flight", "seconds")
 # The web UI's Probe tab: a row per step, (key, column title).
 PROBE_TAB = (("endpoint", "Endpoint"), ("users", "Users"), ("requests", "Requests"), ("throughput_rps", "Answers/s"),
-             ("median_ms", "Median (ms)"), ("p95_ms", "95% (ms)"), ("failures", "Failures by cause"),
+             ("closed_loop_rps", "N / mean latency"), ("median_ms", "Median (ms)"), ("p95_ms", "95% (ms)"), ("failures", "Failures by cause"),
              ("in_flight", "In flight at the end"))
 TABLE = [("users", "users", ">"), ("requests", "requests", ">"), ("answers/s", "throughput_rps", ">"),
+         ("N/mean latency", "closed_loop_rps", ">"),
          ("median ms", "median_ms", ">"), ("p95 ms", "p95_ms", ">"), ("in flight", "in_flight", ">"),
          ("failures", "failures")]
 
@@ -25,7 +26,7 @@ def by_cause(failures):
 
 def step_row(step):
     return {"endpoint": step.endpoint, "users": step.users, "requests": step.requests,
-            "throughput_rps": f"{step.throughput_rps:.2f}",
+            "throughput_rps": f"{step.throughput_rps:.2f}", "closed_loop_rps": f"{step.rate:.2f}",
             "median_ms": "" if step.median_ms is None else step.median_ms,
             "p95_ms": "" if step.p95_ms is None else step.p95_ms, "failures": by_cause(step.failures),
             "in_flight": step.in_flight}
@@ -40,7 +41,8 @@ def write_probe_csv(path, steps):
             for s in endpoint_steps:
                 writer.writerow((s.endpoint, s.users, s.requests, f"{s.throughput_rps:.3f}",
                                  "" if s.median_ms is None else s.median_ms, "" if s.p95_ms is None else s.p95_ms,
-                                 sum(s.failures.values()), by_cause(s.failures), s.sent, s.in_flight,
+                                 sum(s.failures.values()), by_cause(s.failures), f"{s.rate:.3f}",
+                                 "" if s.mean_ms is None else f"{s.mean_ms:.1f}", s.sent, s.in_flight,
                                  f"{s.seconds:.3f}"))
 
 
@@ -58,8 +60,8 @@ def verdict_lines(inference, facts):
     lines = [f"{inference.endpoint}: {limit_phrase(inference)}"]
     if inference.limit is not None:
         lines.append(f"  Little's law: {inference.peak_rps:.2f} answers/s at most (at "
-                     f"{counted(inference.peak_users, 'user')}) x {inference.alone_ms:.0f} ms for one request alone "
-                     f"= {inference.limit:.2f} at once")
+                     f"{counted(inference.peak_users, 'user')}, users / mean latency) x {inference.alone_ms:.0f} ms "
+                     f"for one request alone = {inference.limit:.2f} at once")
     lines.append(f"  {inference.evidence}")
     if inference.usl:
         fit = inference.usl

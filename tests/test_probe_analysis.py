@@ -60,6 +60,14 @@ def test_throughput_still_growing_at_the_last_step_is_no_limit_reached_with_a_lo
     assert verdict_lines(inference, None)[0] == "python: no limit reached by 16 users (16.0 at once at its peak)"
 
 
+def test_throughput_that_grows_far_less_than_the_users_is_a_limit_reached_at_the_last_step():
+    # threads' postgres: 8 users open overflow connections again each round; 16 keep the 8 threads busy.
+    steps = [closed_loop(1, 8, 0.5), Step("postgres", 8, 2.0, 25, 12.3, 520, 540),
+             Step("postgres", 16, 2.0, 32, 15.8, 1100, 1200)]
+    inference = infer("postgres", steps)
+    assert (inference.shape, inference.rounded) == (HARD_LIMIT, 8)
+
+
 def test_contention_is_throughput_falling_past_its_peak_and_the_usl_fit_finds_it():
     # A smooth curve made from the USL itself: the fit gives its coefficients back, and its peak.
     lam, sigma, kappa = 10.0, 0.05, 0.002

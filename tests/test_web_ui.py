@@ -192,7 +192,7 @@ def test_a_probe_in_the_browser_shows_its_steps_verdict_and_picture_in_the_probe
         page.select_option("select[name=behaviour]", "probe")
         page.fill("input[name=sleepSeconds]", str(SLEEP))
         page.fill("input[name=probeSteps]", "1,8,16")
-        page.fill("input[name=stepSeconds]", "1")
+        page.fill("input[name=stepSeconds]", "2")
         page.get_by_role("button", name="Start").click()
         # The probe stops the test by itself after its last step.
         page.get_by_text("STOPPED").wait_for(timeout=90_000)
@@ -201,7 +201,7 @@ def test_a_probe_in_the_browser_shows_its_steps_verdict_and_picture_in_the_probe
         run.get_by_text("python: limit 8 at once (hard limit)").wait_for(timeout=10_000)
         text = run.inner_text()
         assert text.startswith(f"pool-lab probe on the threads mode (pool_size 5 + max_overflow 10) at {server.url}, ")
-        assert "postgres: limit 8 at once (hard limit)" in text
+        assert "postgres: limit 8 at once (hard limit)" in text, text
         assert "limit 8: ThreadWorker runs up to 8 requests at once (from /pool; agrees" in text
         assert "_probe.csv" in text and "_probe.png" in text and "_result.json" in text
         page.wait_for_function("document.getElementById('pool-lab-probe-png') && "

@@ -135,13 +135,14 @@ def step_between(endpoint, users, first, last, seconds):
     if sum(failures.values()) != failed:  # an error Locust kept under another name: counted, cause unknown
         failures["other"] += failed - sum(failures.values())
     answered = requests - failed
-    median = p95 = None
+    median = p95 = mean = None
     if answered > 0 and times:
         count = sum(times.values())
         median = locust.stats.calculate_response_time_percentile(times, count, 0.5)
         p95 = locust.stats.calculate_response_time_percentile(times, count, 0.95)
+        mean = (last.total_ms - first.total_ms) / requests
     return probe.Step(endpoint, users, seconds, requests, answered / seconds if seconds > 0 else 0.0,
-                      median, p95, +failures, last.sent, last.sent - last.requests)
+                      median, p95, +failures, last.sent, last.sent - last.requests, mean)
 
 
 class ProbeRun:
@@ -258,30 +259,43 @@ class ProbeRun:
 
     def hold(self, first, seconds, endpoint, name):
         """The reading that ends the step's window: at least `seconds` after `first`, and a whole number of
-        this step's mean latency, which in a closed loop is each user's round: every user answers as many
-        times in it, so answers that come in waves (a hard limit, equal sleeps) are not cut at its edges."""
+        rounds of one request alone (the first step's mean latency; for the first step, its own). Answers
+        that come in waves (a hard limit, equal sleeps) come one such round apart, below the limit and
+        past it: a window of whole rounds holds whole waves, not cut at its edges."""
         gevent.sleep(seconds)
         mid = read(self.environment, self.sent, endpoint, name)
         deadline = first.at + PATIENCE
         while mid.requests == first.requests and self.running() and time.monotonic() < deadline:
             gevent.sleep(0.1)  # not one answer yet: a round longer than the step
             mid = read(self.environment, self.sent, endpoint, name)
-        if mid.requests > first.requests:
-            mean = (mid.total_ms - first.total_ms) / (mid.requests - first.requests) / 1000
-            rounds = max(1, math.ceil((mid.at - first.at) / mean - 0.02)) if mean > 0 else 1
-            gevent.sleep(max(0.0, first.at + rounds * mean - time.monotonic()))
+        done = self.steps.get(endpoint) or []
+        if done and done[0].mean_ms:
+            round_s = done[0].mean_ms / 1000
+        elif mid.requests > first.requests:
+            round_s = (mid.total_ms - first.total_ms) / (mid.requests - first.requests) / 1000
+        else:
+            round_s = 0
+        if round_s > 0:
+            rounds = max(1, math.ceil((mid.at - first.at) / round_s - 0.02))
+            gevent.sleep(max(0.0, first.at + rounds * round_s - time.monotonic()))
         return read(self.environment, self.sent, endpoint, name)
 
-    def settle(self, endpoint, users):
-        """One round of answers at this step's load before it is measured: the last step's latency,
-        grown in proportion to the users (what a saturated server would take)."""
+    def settle(self, endpoint, name, users):
+        """One round of answers at this step's load before it is measured: for an endpoint's first step,
+        its first answer (which opened the server's connection); then the last step's latency, grown
+        with the users as a saturated server's would (at most doubled: the first window may hold the
+        rest of a larger jump's transient)."""
         done = self.steps.get(endpoint) or []
-        if not done or not done[-1].median_ms:
+        if not done:
+            before = read_count(self.environment, name)
+            self.wait(lambda: read_count(self.environment, name) > before)
             return 0.2
-        return min(30.0, max(0.2, done[-1].median_ms / 1000 * users / done[-1].users))
+        if not done[-1].median_ms:
+            return 0.2
+        return min(30.0, max(0.2, done[-1].median_ms / 1000 * min(2.0, users / done[-1].users)))
 
     def measure(self, endpoint, name, users, seconds):
-        gevent.sleep(self.settle(endpoint, users) + self.statistics_lag)
+        gevent.sleep(self.settle(endpoint, name, users) + self.statistics_lag)
         first = read(self.environment, self.sent, endpoint, name)
         last = self.hold(first, seconds, endpoint, name)
         if not self.running():

@@ -52,7 +52,7 @@ function poolLabTab(key, runId, pictureId, alt) {
   }
   setInterval(tick, 1000);
 }
-%s
+/* the tabs */
 </script>"""
 
 
@@ -98,7 +98,7 @@ class WebUIExtension:
             page = response.get_data(as_text=True)
             if "</body>" in page:
                 calls = "\n".join(f"poolLabTab({', '.join(json.dumps(a) for a in tab)});" for tab in self.tabs)
-                response.set_data(page.replace("</body>", PICTURE_SCRIPT % calls + "</body>", 1))
+                response.set_data(page.replace("</body>", PICTURE_SCRIPT.replace("/* the tabs */", calls) + "</body>", 1))
         return response
 
     def waves_csv(self):
