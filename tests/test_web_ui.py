@@ -207,12 +207,14 @@ def test_a_probe_in_the_browser_shows_its_steps_verdict_and_picture_in_the_probe
         page.wait_for_function("document.getElementById('pool-lab-probe-png') && "
                                "document.getElementById('pool-lab-probe-png').naturalWidth > 500", timeout=10_000)
         rows = [row.locator("td").all_inner_texts() for row in page.locator("table tbody tr").all()]
-        assert [(r[0], r[1], r[6]) for r in rows] == [(e, n, "none") for e in ("python", "postgres")
+        assert [(r[0], r[1], r[7]) for r in rows] == [(e, n, "none") for e in ("python", "postgres")
                                                       for n in ("1", "8", "16")]
         # The Waves tab has no rows of a probe, and no picture.
         page.get_by_role("tab", name="Waves").click()
         page.wait_for_function("document.querySelectorAll('table tbody tr').length === 0", timeout=5_000)
-        assert page.locator("#pool-lab-probe-png").count() == 0
+        # At the page's next tick (every second) the Probe tab's text and picture go.
+        page.wait_for_function("!document.getElementById('pool-lab-probe-png') && "
+                               "!document.getElementById('pool-lab-probe-run')", timeout=5_000)
         page.get_by_role("tab", name="Download data").click()
         link = page.get_by_role("link", name="Download the probe CSV of the last probe")
         probe_csv = urllib.request.urlopen(base + "/" + link.get_attribute("href").removeprefix("./")).read().decode()
