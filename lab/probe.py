@@ -36,8 +36,8 @@ class Step:
 
     requests: answered and failed in the measured window; throughput_rps: the answered ones a
     second; median_ms and p95_ms: their latencies; failures: the failed ones by cause
-    (contract.failure_cause). sent, in_flight: over the whole step, requests sent and not yet
-    answered at its end (sent = answered + failed + in flight, with those left from the step before).
+    (contract.failure_cause). sent, in_flight: the endpoint's requests sent so far, and those of them
+    not answered at the step's end: sent = answered + failed + in flight, over its steps so far.
     """
     endpoint: str
     users: int

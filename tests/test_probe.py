@@ -86,3 +86,17 @@ def test_a_probe_across_two_processes_counts_both_workers(running_mode, tmp_path
     assert entry["shape"] == "hard limit" and abs(entry["limit"] - 8) <= 1, entry
     # Nothing written by the workers: the master writes the one report.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--probe-steps", "4,2", "--probe-steps must increase from at least 1 user, such as 1,2,4,8; got '4,2'"),
+    ("--probe-steps", "1,x", "--probe-steps must be whole numbers of users, such as 1,2,4,8; got '1,x'"),
+    ("--step-seconds", "0", "--step-seconds must be above 0, got '0'"),
+    ("--step-seconds", "abc", "--step-seconds must be a number, got 'abc'"),
+])
+def test_a_bad_probe_option_is_refused_in_one_line_before_anything_is_sent(tmp_path, option, value, words):
+    # Refused before the host is even asked: nothing listens at port 9 of the discard service.
+    result = probe("http://127.0.0.1:9", tmp_path / "bad", option, value)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"pool-lab: {words}"
+    assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
