@@ -58,10 +58,13 @@ class Step:
     @property
     def rate(self):
         """The step's throughput by the response time law of a closed loop, X = N / R (no think time): its
-        users over their mean latency. Answers counted in a window of a few rounds are cut at its edges
-        when they come in waves (a hard limit, equal sleeps), by up to a wave; the mean latency is not.
-        The counted throughput where the latency is unknown."""
-        if self.mean_ms and self.answered > 0:
+        users over their mean latency, where each user was answered at least twice in the window on
+        average. Answers counted in a window of a few rounds are cut at its edges when they come in
+        waves (a hard limit, equal sleeps), by up to a wave; the mean latency is not. Where the users
+        were answered less often (a latency as long as the window, behind a small limit) the latencies
+        of the few answered are no fair sample of all, and the answers counted are the throughput:
+        those come in waves a round of one request alone apart, which the window's whole rounds keep."""
+        if self.mean_ms and self.answered >= 2 * self.users:
             return self.users / (self.mean_ms / 1000)
         return self.throughput_rps
 

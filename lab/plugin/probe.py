@@ -185,7 +185,13 @@ class ProbeRun:
 
     def users_up(self, cls, users):
         counts = self.environment.runner.user_classes_count
-        return counts.get(cls.__name__, 0) == users and sum(counts.values()) == users
+        return counts.get(cls.__name__, 0) == users and sum(counts.values()) == users and self.spawned()
+
+    def spawned(self):
+        """The runner's spawning is over: the next runner.start would kill its greenlet midway, which can
+        leave the next dispatch stuck (seen stopping 1,000 users)."""
+        greenlet = getattr(self.environment.runner, "spawning_greenlet", None)
+        return greenlet is None or greenlet.dead
 
     def running(self):
         return self.environment.runner.state in ("spawning", "running")
@@ -230,10 +236,12 @@ class ProbeRun:
                     if users == steps[0]:
                         # Locust's dispatcher stops the newest users, whatever their class: every user
                         # stops first (the endpoint before finishes its last requests, or has them stopped).
+                        # Locust stops them at the spawn rate, as it starts them.
+                        patience = (runner.user_count / rate + (environment.stop_timeout or 0)
+                                    + 2 * self.statistics_lag + 5)
                         runner.start(0, rate)
                         self.wait(lambda: self.users_up(cls, 0) and all(
-                            self.in_flight(e) <= 0 for e, _, _ in endpoints if e != endpoint),
-                                  patience=(environment.stop_timeout or 0) + 2 * self.statistics_lag + 1)
+                            self.in_flight(e) <= 0 for e, _, _ in endpoints if e != endpoint), patience=patience)
                         environment.stop_timeout = stop_timeout
                     runner.start(users, min(rate, max(users, 1)), user_classes=[cls])
                     if not self.wait(lambda: self.users_up(cls, users)):
@@ -328,7 +336,7 @@ class DistributedProbeRun(ProbeRun):
 
     def users_up(self, cls, users):
         counts = self.environment.runner.reported_user_classes_count
-        return counts.get(cls.__name__, 0) == users and sum(counts.values()) == users
+        return counts.get(cls.__name__, 0) == users and sum(counts.values()) == users and self.spawned()
 
     def hold(self, first, seconds, endpoint, name):
         """A whole number of report intervals: each worker's share of the window is as long as the window."""
