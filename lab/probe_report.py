@@ -12,10 +12,10 @@ PROBE_COLUMNS = ("endpoint", "users", "requests", "throughput_rps", "median_ms",
                  "failures_by_cause", "closed_loop_rps", "mean_ms", "sent", "in_flight", "seconds")
 # The web UI's Probe tab: a row per step, (key, column title).
 PROBE_TAB = (("endpoint", "Endpoint"), ("users", "Users"), ("requests", "Requests"), ("throughput_rps", "Answers/s"),
-             ("closed_loop_rps", "N / mean latency"), ("median_ms", "Median (ms)"), ("p95_ms", "95% (ms)"), ("failures", "Failures by cause"),
+             ("closed_loop_rps", "X for the limit"), ("median_ms", "Median (ms)"), ("p95_ms", "95% (ms)"), ("failures", "Failures by cause"),
              ("in_flight", "In flight at the end"))
 TABLE = [("users", "users", ">"), ("requests", "requests", ">"), ("answers/s", "throughput_rps", ">"),
-         ("N/mean latency", "closed_loop_rps", ">"),
+         ("X for the limit", "closed_loop_rps", ">"),
          ("median ms", "median_ms", ">"), ("p95 ms", "p95_ms", ">"), ("in flight", "in_flight", ">"),
          ("failures", "failures")]
 
@@ -60,7 +60,7 @@ def verdict_lines(inference, facts):
     lines = [f"{inference.endpoint}: {limit_phrase(inference)}"]
     if inference.limit is not None:
         lines.append(f"  Little's law: {inference.peak_rps:.2f} answers/s at most (at "
-                     f"{counted(inference.peak_users, 'user')}, users / mean latency) x {inference.alone_ms:.0f} ms "
+                     f"{counted(inference.peak_users, 'user')}) x {inference.alone_ms:.0f} ms "
                      f"for one request alone = {inference.limit:.2f} at once")
     lines.append(f"  {inference.evidence}")
     if inference.usl:
