@@ -241,7 +241,7 @@ class ProbeRun:
                                     + 2 * self.statistics_lag + 5)
                         runner.start(0, rate)
                         self.wait(lambda: self.users_up(cls, 0) and all(
-                            self.in_flight(e) <= 0 for e, _, _ in endpoints if e != endpoint), patience=patience)
+                            self.in_flight(e, n) <= 0 for e, _, n in endpoints if e != endpoint), patience=patience)
                         environment.stop_timeout = stop_timeout
                     runner.start(users, min(rate, max(users, 1)), user_classes=[cls])
                     if not self.wait(lambda: self.users_up(cls, users)):
@@ -262,8 +262,8 @@ class ProbeRun:
             if not self.stopped_early:
                 gevent.spawn(self._stop)
 
-    def in_flight(self, endpoint):
-        return self.sent.of(endpoint) - read_count(self.environment, sleep_path(endpoint))
+    def in_flight(self, endpoint, name):
+        return self.sent.of(endpoint) - read_count(self.environment, name)
 
     def hold(self, first, seconds, endpoint, name):
         """The reading that ends the step's window: at least `seconds` after `first`, and a whole number of
