@@ -85,14 +85,15 @@ def write_memory_sample(path, at, sample):
         out.write(f"{at:g},{sample.backends},{sample.uss_mib:.2f},{sample.pss_mib:.2f}\n")
 
 
-def write_result(path, facts, summaries, completions, costs=None):
-    """A run's result, for whoever started it: the server's facts, the summaries, every completion, the costs."""
+def write_result(path, facts, summaries, completions, costs=None, probe=None):
+    """A run's result, for whoever started it: the server's facts, the summaries, every completion, the costs;
+    for a probe, its entry per endpoint (lab.probe_report.result_entry)."""
     with open(path, "w", encoding="utf-8") as out:
         # failures by hand: asdict would rebuild the Counter from (cause, count) pairs, counting the pairs.
         json.dump({"facts": facts, "summaries": [{**asdict(s), "failures": dict(s.failures), "counts": s.counts}
                                                 for s in summaries],
                    "completions": {e: [(c.at, c.failure) for c in done] for e, done in completions.items()},
-                   "costs": costs or {}}, out)
+                   "costs": costs or {}, **({"probe": probe} if probe is not None else {})}, out)
 
 
 def read_result(path):

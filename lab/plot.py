@@ -73,3 +73,32 @@ def plot_burst(path, title, summaries, completions):
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_probe(path, title, steps, inferences):
+    """A probe, a panel per endpoint: throughput (left axis) and median latency (right) against users,
+    the inferred limit marked where the throughput flattens."""
+    shown = [e for e, done in steps.items() if done]
+    figure, axes = plt.subplots(1, max(len(shown), 1), figsize=(5.5 * max(len(shown), 1), 3.6), squeeze=False)
+    figure.suptitle(title, fontsize=10)
+    for column, endpoint in enumerate(shown):
+        ax, done, inference = axes[0][column], steps[endpoint], inferences[endpoint]
+        users = [s.users for s in done]
+        ax.plot(users, [s.rate for s in done], "o-", color="tab:blue", label="users / mean latency")
+        ax.plot(users, [s.throughput_rps for s in done], "x", color="tab:blue", label="answers counted")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("users (closed loop)")
+        ax.set_ylabel("answers/s", color="tab:blue")
+        latency = ax.twinx()
+        latency.plot(users, [s.median_ms if s.median_ms is not None else float("nan") for s in done], "s--",
+                     color="tab:orange", label="median latency")
+        latency.set_ylabel("median latency (ms)", color="tab:orange")
+        if inference.limit is not None:
+            ax.axvline(inference.limit, color="tab:red", linestyle=":", linewidth=1.5)
+            ax.annotate(f"L = {inference.limit:.1f}", (inference.limit, ax.get_ylim()[1] * 0.95), color="tab:red",
+                        fontsize=8, ha="left")
+        limit = "" if inference.limit is None else f", limit {inference.limit:.1f}"
+        ax.set_title(f"{endpoint}: {inference.shape}{limit}", fontsize=9, loc="left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

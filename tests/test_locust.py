@@ -108,7 +108,8 @@ def test_web_ui_offers_the_lab_options_and_runs_a_burst(running_mode, tmp_path):
             except OSError:
                 assert time.monotonic() < deadline and ui.poll() is None
                 time.sleep(0.2)
-        assert '"behaviour": {"choices": ["steady", "burst"]' in page
+        assert '"behaviour": {"choices": ["steady", "burst", "probe"]' in page
+        assert '"probe_steps": {' in page and '"step_seconds": {' in page
         assert '"sleep_seconds": {' in page
         form = urllib.parse.urlencode({"user_count": 4, "spawn_rate": 4, "host": running_mode("green").url,
                                        "behaviour": "burst", "sleep_seconds": SLEEP}).encode()

@@ -180,3 +180,49 @@ def test_the_first_burst_of_a_fresh_mode_shows_its_calibration_then_its_waves(ru
         assert page.locator("#pool-lab-waves-png").count() == 0
         page.get_by_role("button", name="Stop").click()
         browser.close()
+
+
+def test_a_probe_in_the_browser_shows_its_steps_verdict_and_picture_in_the_probe_tab(running_mode, web_ui):
+    from playwright.sync_api import sync_playwright
+
+    ui, base, before = web_ui
+    server = running_mode("threads")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(base)
+        page.fill("input[name=userCount]", "16")
+        page.fill("input[name=host]", server.url)
+        page.get_by_text("Custom parameters").click()
+        page.select_option("select[name=behaviour]", "probe")
+        page.fill("input[name=sleepSeconds]", str(SLEEP))
+        page.fill("input[name=probeSteps]", "1,8,16")
+        page.fill("input[name=stepSeconds]", "2")
+        page.get_by_role("button", name="Start").click()
+        # The probe stops the test by itself after its last step.
+        page.get_by_text("STOPPED").wait_for(timeout=90_000)
+        page.get_by_role("tab", name="Probe").click()
+        run = page.locator("#pool-lab-probe-run")
+        run.get_by_text("python: limit 8 at once (hard limit)").wait_for(timeout=10_000)
+        text = run.inner_text()
+        assert text.startswith(f"pool-lab probe on the threads mode (pool_size 5 + max_overflow 10) at {server.url}, ")
+        assert "postgres: limit 8 at once (hard limit)" in text, text
+        assert "limit 8: ThreadWorker runs up to 8 requests at once (from /pool; agrees" in text
+        assert "_probe.csv" in text and "_probe.png" in text and "_result.json" in text
+        page.wait_for_function("document.getElementById('pool-lab-probe-png') && "
+                               "document.getElementById('pool-lab-probe-png').naturalWidth > 500", timeout=10_000)
+        rows = [row.locator("td").all_inner_texts() for row in page.locator("table tbody tr").all()]
+        assert [(r[0], r[1], r[7]) for r in rows] == [(e, n, "none") for e in ("python", "postgres")
+                                                      for n in ("1", "8", "16")]
+        # The Waves tab has no rows of a probe, and no picture.
+        page.get_by_role("tab", name="Waves").click()
+        page.wait_for_function("document.querySelectorAll('table tbody tr').length === 0", timeout=5_000)
+        # At the page's next tick (every second) the Probe tab's text and picture go.
+        page.wait_for_function("!document.getElementById('pool-lab-probe-png') && "
+                               "!document.getElementById('pool-lab-probe-run')", timeout=5_000)
+        page.get_by_role("tab", name="Download data").click()
+        link = page.get_by_role("link", name="Download the probe CSV of the last probe")
+        probe_csv = urllib.request.urlopen(base + "/" + link.get_attribute("href").removeprefix("./")).read().decode()
+        assert [(r["endpoint"], r["users"]) for r in csv.DictReader(io.StringIO(probe_csv))] == [
+            (e, n) for e in ("python", "postgres") for n in ("1", "8", "16")]
+        browser.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 from contract import POOL_PATH, BadParameter, SecondsOption
 
 from ..endpoints import check_paths
+from ..probe import parse_steps
 from .users import declared_endpoints
 
 # Where the modes are, for a message that tells how to start one.
@@ -99,6 +100,20 @@ def check_seconds(options):
             SecondsOption(f"--{name.replace('_', '-')}")(getattr(options, name, "") or "")
         except BadParameter as error:
             raise RunRefused(f"{error}") from None
+    try:
+        probe_settings(options)
+    except BadParameter as error:
+        raise RunRefused(f"{error}") from None
+
+
+def probe_settings(options):
+    """The probe's options as Settings takes them, checked (BadParameter names the one refused)."""
+    steps = str(getattr(options, "probe_steps", "") or "").strip()
+    seconds = SecondsOption("--step-seconds")(getattr(options, "step_seconds", "") or "")
+    if seconds and float(seconds) <= 0:
+        raise BadParameter(f"--step-seconds must be above 0, got {seconds!r}")
+    return {"probe_steps": tuple(parse_steps(steps)) if steps else (),
+            "step_seconds": float(seconds) if seconds else None}
 
 
 def check_sleep(raw, pool):

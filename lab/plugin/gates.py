@@ -1,5 +1,6 @@
 """The gates, in every process that runs users: in a burst each user waits at its endpoint's gate,
-sends its one request when the gate opens, then rests; in a steady run every gate stands open."""
+sends its one request when the gate opens, then rests; in a steady run every gate stands open; in a
+probe an endpoint's users loop once its gate opens (lab.plugin.probe opens them in turn)."""
 
 from gevent.event import Event
 from locust.event import EventHook
@@ -21,9 +22,12 @@ class Gates:
         """Close every gate for a burst (at each test start, so the web UI can run burst after burst)."""
         self._gates = {endpoint: Event() for endpoint in settings.endpoints.names}
         self._resting = Event()
-        if not settings.burst:
+        if settings.steady:
             for gate in (*self._gates.values(), self._resting):
                 gate.set()
+        elif settings.probe:
+            # Closed loop: a user sends again as soon as it is answered, once the probe opens its endpoint.
+            self._resting.set()
 
     def open(self, endpoint):
         self._gates[endpoint].set()

@@ -9,11 +9,11 @@ from locust.event import EventHook
 from contract import BadParameter, SecondsOption
 
 from ..endpoints import Endpoints
-from .checks import RunRefused, check_after_parsing, check_web_ui_run, lab_answers
+from .checks import RunRefused, check_after_parsing, check_web_ui_run, lab_answers, probe_settings
 from .users import endpoint_classes, path_users
 
 # burst is the default everywhere (the option, the web UI's form, the profiles): a first START measures waves.
-STEADY, BURST = BEHAVIOURS = ("steady", "burst")
+STEADY, BURST, PROBE = BEHAVIOURS = ("steady", "burst", "probe")
 SLEEP_SECONDS = SecondsOption("--sleep-seconds")
 IDLE_WAIT = SecondsOption("--idle-wait")
 
@@ -29,7 +29,9 @@ def add_arguments(parser, **kwargs):
                         help="burst: every user sends one request at once (python first, then "
                              "postgres) and the run ends when all are answered (in the web UI a burst "
                              "spawns up to 100 users a second, whatever the ramp-up says: no request "
-                             "leaves before all are spawned); steady: users loop with no wait, for the charts")
+                             "leaves before all are spawned); steady: users loop with no wait, for the charts; "
+                             "probe: closed-loop users in steps (--probe-steps), one endpoint after the other, "
+                             "and the limit inferred from their throughput (docs/probe.md)")
     # No argparse type for the seconds: its error would be a usage and an error line; the checks
     # (lab.plugin.checks, and Settings.read at each start) say it in one pool-lab line.
     parser.add_argument("--sleep-seconds", default="",
@@ -37,6 +39,12 @@ def add_arguments(parser, **kwargs):
     parser.add_argument("--idle-wait", default="10",
                         help="seconds a burst waits for the server's pool to be idle before it runs "
                              "anyway, with a warning")
+    parser.add_argument("--probe-steps", default="",
+                        help="a probe's numbers of users per endpoint, such as 1,2,4,8; empty: doubling from 1 "
+                             "up to -u, and -u itself last")
+    parser.add_argument("--step-seconds", default="",
+                        help="how long a probe measures each step once its users are all up; empty: long "
+                             "enough for a few answers per user, max(2 s, 4 x the sleep)")
     parser.add_argument("--calibrate", action="store_true", default=False,
                         help="measure the mode's CPU per request again before the burst, instead of reusing "
                              "the one in calibration.json beside the CSV files")
@@ -60,10 +68,20 @@ class Settings:
     endpoints: Endpoints = Endpoints()  # the run's endpoints, in burst order
     ignore_facts: bool = False  # --ignore-facts: measure as if /pool did not answer
     lab_server: bool = True  # the server is the lab's (its /pool answered): it takes ?seconds=
+    probe_steps: tuple = ()  # empty: lab.probe.default_steps of -u
+    step_seconds: float | None = None  # None: lab.probe.default_step_seconds of the sleep
 
     @property
     def burst(self):
         return self.behaviour == BURST
+
+    @property
+    def steady(self):
+        return self.behaviour == STEADY
+
+    @property
+    def probe(self):
+        return self.behaviour == PROBE
 
     def query_for(self, endpoint):
         """The query string of `endpoint`'s requests: ?seconds= to the lab's sleep endpoints on the lab's
@@ -80,7 +98,8 @@ class Settings:
         return cls(behaviour=options.behaviour, sleep_seconds=SLEEP_SECONDS(options.sleep_seconds),
                    idle_wait=float(IDLE_WAIT(options.idle_wait) or 0),
                    calibrate=options.calibrate, endpoints=endpoints,
-                   ignore_facts=bool(getattr(options, "ignore_facts", False)), lab_server=lab_server)
+                   ignore_facts=bool(getattr(options, "ignore_facts", False)), lab_server=lab_server,
+                   **probe_settings(options))
 
 
 def run_endpoints(environment):

@@ -120,7 +120,7 @@ class SteadySummary:
         environment.events.test_stop.add_listener(self.on_test_stop)
 
     def on_test_stop(self, **kwargs):
-        if not self.options.settings.burst:
+        if self.options.settings.steady:
             self.print()
 
     def print(self, **kwargs):
@@ -136,7 +136,7 @@ class DistributedSteadySummary(SteadySummary):
     """On a master: the summary waits for the workers' last statistics, which come after the stop."""
 
     def on_test_stop(self, environment, **kwargs):
-        if self.options.settings.burst:
+        if not self.options.settings.steady:
             return
         if environment.parsed_options.headless:
             # The workers send their last statistics when told to quit, after this event.

@@ -15,6 +15,7 @@ from .interrupt import Interruption
 from .lost_workers import LostWorkers
 from .options import Options
 from .preparation import Preparation
+from .probe import DistributedProbeRun, ProbeReporter, ProbeRun, ProbeTab
 from .reporter import BurstReporter, DistributedSteadySummary, SteadySummary, Summary
 from .sent import SentCount, WorkersSent
 from .stall import StallWatch
@@ -32,6 +33,7 @@ class Reporting:
 
     burst_order = Burst
     steady_summary = SteadySummary
+    probe_run = ProbeRun
 
     def __init__(self, environment, options, sent, gates=None):
         self.burst = self.burst_order(environment, options, gates)
@@ -42,11 +44,16 @@ class Reporting:
         self.steady = self.steady_summary(environment, options, self.summary, sent)
         self.stall = StallWatch(environment, options, self.preparation, self.burst)
         self.web_ui = WebUIExtension(environment, self.preparation, self.reporter) if environment.web_ui else None
+        self.probe = self.probe_run(environment, options, self.preparation, sent, gates)
+        self.probe_reporter = ProbeReporter(environment, options, self.preparation, self.probe, self.summary)
+        if self.web_ui:
+            self.probe_tab = ProbeTab(environment, self.web_ui, self.preparation, self.probe, self.probe_reporter)
 
 
 class DistributedReporting(Reporting):
     burst_order = DistributedBurst
     steady_summary = DistributedSteadySummary
+    probe_run = DistributedProbeRun
 
 
 class Local:

@@ -1,5 +1,5 @@
 """Requests sent, per endpoint, counted where users run: what a steady run's summary needs to say how
-many were still in flight when it stopped (Locust's statistics count a request once it finishes, and a
+many were still in flight when it stopped, and a probe's steps (lab.plugin.probe) the same (Locust's statistics count a request once it finishes, and a
 user stopped mid-request is never counted). A burst counts its own (lab.plugin.burst: every user sends one).
 
 A worker hands its count to the master in Locust's own reports (the report_to_master and worker_report
@@ -25,6 +25,9 @@ class SentCount:
     def add(self, endpoint):
         self.sent[endpoint] += 1
 
+    def of(self, endpoint):
+        return self.sent[endpoint]
+
     def on_report_to_master(self, client_id, data, **kwargs):
         data[SENT] = dict(self.sent)
 
@@ -47,3 +50,6 @@ class WorkersSent:
     @property
     def sent(self):
         return sum(self.by_worker.values(), Counter())
+
+    def of(self, endpoint):
+        return sum(counts.get(endpoint, 0) for counts in self.by_worker.values())

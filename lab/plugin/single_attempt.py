@@ -6,7 +6,7 @@ max_retries says (that one is the UserAgent's, a level above). In a burst that h
 worker: its requests are re-sent in silence to the next worker and count as answered, slow. It
 offers no parameter to turn that off; its retry loop takes a new socket from the connection pool
 for every new attempt, so a pool that hands one request a single socket makes it one attempt.
-Steady runs keep Locust's client as it is.
+A probe sends each request once too, since it counts failures by cause; steady runs keep Locust's client as it is.
 """
 
 import errno

@@ -35,8 +35,9 @@ class BurstUser(FastHttpUser):
 
     def __init__(self, environment):
         super().__init__(environment)
-        if self.options.settings.burst:
-            # A burst sends each request once (lab.plugin.single_attempt says why); steady runs keep Locust's client.
+        if not self.options.settings.steady:
+            # A burst or a probe sends each request once (lab.plugin.single_attempt says why): a lost request is
+            # counted as lost. Steady runs keep Locust's client.
             agent = self.client.client
             agent.clientpool = SingleAttemptClientPool(**agent.clientpool.client_args)
 

@@ -7,13 +7,14 @@ from pathlib import Path
 from flask import request, send_file
 
 from ..render import WAVES_TAB, burst_title
-from .options import BURST
+from .options import BURST, PROBE
 
 # Locust's Waves tab is a table of text cells: which run its rows belong to (mode, pool, host, time),
 # the run's state (the calibration's progress too) and files go above it, the picture under it, by
-# a small script in the page that reads ./waves/info every second while the tab is open.
-WAVES_PICTURE_SCRIPT = """<script>
-(function () {
+# a small script in the page that reads ./waves/info every second while the tab is open; the same
+# for every tab in WebUIExtension.tabs (the Probe tab's ./probe/info too).
+PICTURE_SCRIPT = """<script>
+function poolLabTab(key, runId, pictureId, alt) {
   var shown = null;
   function element(id, tag, where, anchor) {
     var found = document.getElementById(id);
@@ -25,17 +26,17 @@ WAVES_PICTURE_SCRIPT = """<script>
     return found;
   }
   function tick() {
-    var onTab = new URLSearchParams(location.search).get("tab") === "waves";
-    fetch("./waves/info").then(function (r) { return r.json(); }).then(function (info) {
+    var onTab = new URLSearchParams(location.search).get("tab") === key;
+    fetch("./" + key + "/info").then(function (r) { return r.json(); }).then(function (info) {
       var table = document.querySelector("table");
-      var run = document.getElementById("pool-lab-run"), picture = document.getElementById("pool-lab-waves-png");
+      var run = document.getElementById(runId), picture = document.getElementById(pictureId);
       if (!onTab || !table || !info.run) {
         if (run) run.remove();
         if (picture) { picture.remove(); shown = null; }
         return;
       }
       var container = table.parentElement;
-      run = element("pool-lab-run", "div", "beforebegin", container);
+      run = element(runId, "div", "beforebegin", container);
       run.style = "margin:8px 0;font-family:monospace;white-space:pre-wrap";
       var text = info.run + "\\n" + info.status + (info.files.length ? "\\nfiles: " + info.files.join(", ") : "");
       if (run.textContent !== text) run.textContent = text;
@@ -43,14 +44,15 @@ WAVES_PICTURE_SCRIPT = """<script>
         if (picture) { picture.remove(); shown = null; }
         return;
       }
-      picture = element("pool-lab-waves-png", "img", "afterend", container);
-      picture.alt = "measured and predicted stairs of the last burst, per endpoint";
+      picture = element(pictureId, "img", "afterend", container);
+      picture.alt = alt;
       picture.style = "display:block;max-width:100%;margin-top:16px";
-      if (shown !== info.png) { picture.src = "./waves/png?" + encodeURIComponent(info.png); shown = info.png; }
+      if (shown !== info.png) { picture.src = "./" + key + "/png?" + encodeURIComponent(info.png); shown = info.png; }
     }).catch(function () {});
   }
   setInterval(tick, 1000);
-})();
+}
+/* the tabs */
 </script>"""
 
 
@@ -61,6 +63,9 @@ class WebUIExtension:
         self.environment = environment
         self.preparation = preparation
         self.reporter = reporter
+        # (key, id of the run's text, id of the picture, the picture's alt text): a tab the page's script follows.
+        self.tabs = [("waves", "pool-lab-run", "pool-lab-waves-png",
+                      "measured and predicted stairs of the last burst, per endpoint")]
         web_ui = environment.web_ui
         web_ui.template_args.update(
             extended_tabs=[{"title": "Waves", "key": "waves"}],
@@ -78,7 +83,8 @@ class WebUIExtension:
 
     def add_waves(self, response):
         if request.path.endswith("/stats/requests") and response.is_json:
-            stats = {**response.json, "extended_stats": [{"key": "waves", "data": self.reporter.waves_rows}]}
+            stats = {**response.json, "extended_stats": [*response.json.get("extended_stats", []),
+                                                         {"key": "waves", "data": self.reporter.waves_rows}]}
             if stats.get("state") == "cleanup":
                 # Locust's page polls these statistics only while a run spawns or runs: a poll that
                 # sees a burst's own stop midway (cleanup) would be its last, and the header would
@@ -91,7 +97,8 @@ class WebUIExtension:
         if request.path.rstrip("/") == "" and response.mimetype == "text/html" and not response.direct_passthrough:
             page = response.get_data(as_text=True)
             if "</body>" in page:
-                response.set_data(page.replace("</body>", WAVES_PICTURE_SCRIPT + "</body>", 1))
+                calls = "\n".join(f"poolLabTab({', '.join(json.dumps(a) for a in tab)});" for tab in self.tabs)
+                response.set_data(page.replace("</body>", PICTURE_SCRIPT.replace("/* the tabs */", calls) + "</body>", 1))
         return response
 
     def waves_csv(self):
@@ -112,8 +119,8 @@ class WebUIExtension:
         return {"run": run, "status": status, "files": self.reporter.written, "png": self.reporter.waves_png}
 
     def burst_spawns_at_once(self):
-        # A burst begins once every user is spawned: a ramp-up would only delay it.
-        if request.path.endswith("/swarm") and request.form.get("behaviour") == BURST:
+        # A burst (and a probe) begins once every user is spawned: a ramp-up would only delay it.
+        if request.path.endswith("/swarm") and request.form.get("behaviour") in (BURST, PROBE):
             form = request.form.copy()
             try:
                 form["spawn_rate"] = str(max(float(form["spawn_rate"]), min(int(form["user_count"]), 100)))
