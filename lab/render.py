@@ -1,5 +1,6 @@
 """A burst's summaries as words: the terminal summary, the web UI's Waves tab, and tables."""
 
+import re
 from collections import Counter
 
 from contract import ERRORS, FAILURE_CAUSES, OTHER, POOLER_QUERY_WAIT_TIMEOUT, endpoint_of
@@ -8,6 +9,8 @@ from .analysis import counts_note, failure_words, stop_notes, stopped_worker, wo
 from .inference import LIMIT, NO_LIMIT
 from .waves import limits, pooler_of
 
+# A failure's exception as a master's statistics keep it, its repr: CatchResponseError('...').
+LOCUST_ERROR_REPR = re.compile(r"^\w+\((['\"])(.*)\1\)$", re.DOTALL)
 # Why an endpoint has no prediction, when /pool answered: the prediction is of the lab's sleep endpoints.
 NOT_A_LAB_ENDPOINT = "not one of the lab's sleep endpoints"
 
@@ -309,8 +312,9 @@ def format_steady(stats, sent, name_of=endpoint_of, order=()):
 
 
 def steady_failure_cause(error):
-    """The cause of a failure as Locust's statistics keep it, the repr of its exception:
-    "CatchResponseError('pool_timeout: no ...')" -> 'pool_timeout'."""
-    message = error.split("(", 1)[-1].lstrip("'\"")
-    code = message.split(":", 1)[0]
+    """The cause of a failure as Locust's statistics keep it: the exception itself where the request ran,
+    its repr on a master ("CatchResponseError('pool_timeout: no ...')") -> 'pool_timeout'."""
+    message = str(error)
+    wrapped = LOCUST_ERROR_REPR.match(message)
+    code = (wrapped.group(2) if wrapped else message).split(":", 1)[0]
     return code if code in FAILURE_CAUSES else OTHER

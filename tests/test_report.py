@@ -234,3 +234,14 @@ def test_a_summary_without_a_calibration_keeps_the_ideal_and_says_there_is_no_mo
     text = render.format_summary(analysis.summarize(completions, sleep=1.0, facts=FACTS), FACTS)
     assert "measured/ideal 1.01" in text and "model: unavailable (no CPU calibration)" in text
     assert "measured/model" not in text
+
+
+def test_a_steady_failures_cause_is_read_from_its_exception_or_from_a_masters_repr_of_it():
+    from locust.exception import CatchResponseError
+
+    # Where the request ran Locust keeps the exception; a master gets its repr from the workers.
+    timeout = CatchResponseError("pool_timeout: no database connection free within POOL_TIMEOUT=30s: (5 + 10)")
+    assert render.steady_failure_cause(timeout) == "pool_timeout"
+    assert render.steady_failure_cause(repr(timeout)) == "pool_timeout"
+    assert render.steady_failure_cause(CatchResponseError("HTTP 500")) == "other"
+    assert render.steady_failure_cause("ConnectionRefusedError(111, 'Connection refused')") == "other"
