@@ -15,7 +15,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass
 
-from .waves import Wave
+from .waves import group_waves
 
 # The spacings of a limit's waves within this factor of the service time: wider than a noisy machine's
 # jitter (tens of ms on a second), narrower than a wave missed or merged.
@@ -35,20 +35,10 @@ def group_by_gaps(completions):
     Answers of no service time to speak of (the first within 10 ms) are one wave: nothing tells waves
     apart there, as with a sleep of 0.
     """
-    ordered = sorted(completions, key=lambda c: c.at)
-    if not ordered:
+    if not completions:
         return []
-    first = ordered[0].at
-    gap = first / 2 if first > 0.01 else float("inf")
-    groups = []
-    for completion in ordered:
-        if groups and completion.at - groups[-1][-1].at <= gap:
-            groups[-1].append(completion)
-        else:
-            groups.append([completion])
-    return [Wave(endpoint=group[0].endpoint, number=number, size=len(group), first=group[0].at, last=group[-1].at,
-                 failures=sum(1 for c in group if c.failure))
-            for number, group in enumerate(groups, start=1)]
+    first = min(c.at for c in completions)
+    return group_waves(completions, first if first > 0.01 else 0)
 
 
 @dataclass(frozen=True)
