@@ -116,10 +116,20 @@ def worker_processes(host, facts):
         worker = psutil.Process(facts["pid"])
         master = worker.parent()
         command = worker.cmdline()
-        workers = [child for child in master.children() if child.cmdline() == command] if master else []
-        return workers if worker in workers else [worker]
     except psutil.Error:
         return []
+
+    def same_command(child):
+        try:
+            return child.cmdline() == command
+        except psutil.Error:  # gone, or a zombie (a reaper that gave up) the master has not waited for yet
+            return False
+
+    try:
+        workers = [child for child in master.children() if same_command(child)] if master else []
+    except psutil.Error:
+        workers = []
+    return workers if worker in workers else [worker]
 
 
 def burst(host, requests, seconds=0, workers=()):
@@ -209,13 +219,13 @@ def cache_key(host, facts):
     return f"{platform.node()} -> {urlsplit(host).hostname} {facts['mode']}{workers}"
 
 
-def with_cpu_cost(facts, host, directory, again=False, progress=None):
-    """The server's facts with "calibration": its mode's c, from the cache in `directory` or measured
-    now (`again`: measured now whatever the cache holds). A failure is a warning and
-    {"error": why}: the burst still runs, with the plain ideal and no model."""
+def with_cpu_cost(facts, host, directory, again=False, progress=None, path=None):
+    """The server's facts with "calibration": its mode's c, from the cache in `directory` (or the file
+    `path`, --calibration-file) or measured now (`again`: measured now whatever the cache holds). A
+    failure is a warning and {"error": why}: the burst still runs, with the plain ideal and no model."""
     if not facts:
         return facts  # no /pool: no prediction to add a model to
-    path = Path(directory) / FILE_NAME
+    path = Path(path) if path else Path(directory) / FILE_NAME
     key = cache_key(host, facts)
     try:
         cache = json.loads(path.read_text())

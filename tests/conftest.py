@@ -15,6 +15,20 @@ from server import create_app
 from support import burst, private_directory
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_calibration_per_mode(tmp_path_factory):
+    """Every Locust run of the suite keeps its CPU calibration in one file (--calibration-file, by its
+    LOCUST_CALIBRATION_FILE), as a user's runs may: a mode is calibrated once, not once per test's
+    directory. A test of the default file beside the CSV files unsets it (monkeypatch.delenv)."""
+    before = os.environ.get("LOCUST_CALIBRATION_FILE")
+    os.environ["LOCUST_CALIBRATION_FILE"] = str(tmp_path_factory.mktemp("calibration") / "calibration.json")
+    yield
+    if before is None:
+        os.environ.pop("LOCUST_CALIBRATION_FILE", None)
+    else:
+        os.environ["LOCUST_CALIBRATION_FILE"] = before
+
+
 @pytest.fixture(scope="session")
 def database_url():
     """DATABASE_URL when set, else an embedded PostgreSQL of the suite's own, with PostgreSQL's own

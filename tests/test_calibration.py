@@ -83,7 +83,8 @@ def test_a_failed_calibration_is_no_model_and_no_crash(running_mode, tmp_path):
 
 
 @slow
-def test_a_burst_summary_shows_the_model_beside_the_ideal(running_mode, tmp_path):
+def test_a_burst_summary_shows_the_model_beside_the_ideal(running_mode, tmp_path, monkeypatch):
+    monkeypatch.delenv("LOCUST_CALIBRATION_FILE")  # the default: calibration.json beside the CSV files
     prefix = tmp_path / "model"
     result, _ = run_locust(running_mode("green").url, prefix, "5-users", "PythonSleepUser", "-u", "200", "-r", "100")
     assert result.returncode == 0, result.stderr

@@ -29,6 +29,12 @@ def green(database_url, tmp_path_factory):
     mode.stop()
 
 
+@pytest.fixture(autouse=True)
+def calibration_beside_the_files(monkeypatch):
+    """Each run here calibrates into its own directory: wait_for_requests tells the calibration's end by its file."""
+    monkeypatch.delenv("LOCUST_CALIBRATION_FILE", raising=False)
+
+
 def worker_pid(mode):
     return mode.get_json("/pool")[1]["pid"]
 

@@ -158,7 +158,8 @@ def check_run(options):
     """Every check of a headless run, in the order a user would fix them."""
     check_run_paths(options)
     check_seconds(options)
-    host = check_host(options.host)
+    # As checked, without a trailing slash: http://host:8003/ + /sleep/... would ask for //sleep/...
+    options.host = host = check_host(options.host)
     pool = fetch_pool(host, lab_only(options))
     check_sleep(options.sleep_seconds, pool)
     if options.csv_prefix:

@@ -48,6 +48,9 @@ def add_arguments(parser, **kwargs):
     parser.add_argument("--calibrate", action="store_true", default=False,
                         help="measure the mode's CPU per request again before the burst, instead of reusing "
                              "the one in calibration.json beside the CSV files")
+    parser.add_argument("--calibration-file", default="", env_var="LOCUST_CALIBRATION_FILE",
+                        help="the file the CPU calibration is kept in and reused from, for every --csv prefix; "
+                             "empty: calibration.json beside the CSV files")
     # Command line only: the users of each path are a class of their own, made once at init.
     parser.add_argument("--path", action="append", default=[], include_in_web_ui=False,
                         help="burst this path of the -H host instead of the lab's two sleep endpoints; repeat it "
@@ -65,6 +68,7 @@ class Settings:
     sleep_seconds: str = ""  # as given; empty: the server's default
     idle_wait: float = 0.0
     calibrate: bool = False
+    calibration_file: str = ""  # empty: calibration.json beside the CSV files
     endpoints: Endpoints = Endpoints()  # the run's endpoints, in burst order
     ignore_facts: bool = False  # --ignore-facts: measure as if /pool did not answer
     lab_server: bool = True  # the server is the lab's (its /pool answered): it takes ?seconds=
@@ -97,7 +101,8 @@ class Settings:
         # Checked again: the web UI's form sets options as typed, past the option's type.
         return cls(behaviour=options.behaviour, sleep_seconds=SLEEP_SECONDS(options.sleep_seconds),
                    idle_wait=float(IDLE_WAIT(options.idle_wait) or 0),
-                   calibrate=options.calibrate, endpoints=endpoints,
+                   calibrate=options.calibrate, calibration_file=getattr(options, "calibration_file", ""),
+                   endpoints=endpoints,
                    ignore_facts=bool(getattr(options, "ignore_facts", False)), lab_server=lab_server,
                    **probe_settings(options))
 

@@ -88,7 +88,7 @@ class Preparation:
             self.status = "waiting for the pool to be idle"
             self.wait_until_idle(host, settings.idle_wait)
             self.facts = calibration.with_cpu_cost(self.facts, host, self.prefix.parent, settings.calibrate,
-                                                   progress=self.calibrating)
+                                                   progress=self.calibrating, path=settings.calibration_file)
             if self.facts:
                 self.facts = {**self.facts, "load_generator": self.load_generator(host)}
             self.backends_before = memory.backend_pids(self.postmaster())

@@ -5,6 +5,8 @@ BurstUser is what a locustfile subclasses, the lab's own (locustfile.py) or one'
 or none, for one GET of the path. --path makes one such class per path (path_users).
 """
 
+import time
+
 from locust import FastHttpUser, constant
 
 import contract
@@ -34,6 +36,9 @@ class BurstUser(FastHttpUser):
     connection_timeout = 10.0
 
     def __init__(self, environment):
+        if self.host:
+            # A host typed with a trailing slash (the web UI's too) would make every path //path.
+            self.host = self.host.rstrip("/")
         super().__init__(environment)
         if not self.options.settings.steady:
             # A burst or a probe sends each request once (lab.plugin.single_attempt says why): a lost request is
@@ -63,8 +68,15 @@ class BurstUser(FastHttpUser):
         params = {**self.options.settings.query_for(self.endpoint), **kwargs.pop("params", {})}
         name = self.endpoint_of_class().request_name
         self.sent_count.add(self.endpoint)
-        with self.client.request(method, self.path, params=params, name=name, catch_response=True,
-                                 **kwargs) as response:
+        try:
+            answer = self.client.request(method, self.path, params=params, name=name, catch_response=True, **kwargs)
+        except Exception as error:  # the client would not send it (a URL it refuses): a failure, never a re-run
+            self.environment.events.request.fire(request_type=method, name=name, response_time=0, response_length=0,
+                                                 response=None, context={}, exception=error, start_time=time.time(),
+                                                 url=self.path)
+            self.gates.rest()
+            return
+        with answer as response:
             if not 200 <= response.status_code < 300:  # a 2xx is an answer, whatever the app's
                 lost = is_connection_lost(response.request_meta["exception"])
                 response.failure(contract.failure_message(response.status_code, response.text, lost))
