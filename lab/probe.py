@@ -36,8 +36,8 @@ class Step:
 
     requests: answered and failed in the measured window; throughput_rps: the answered ones a
     second; median_ms and p95_ms: their latencies; failures: the failed ones by cause
-    (contract.failure_cause). sent, in_flight: the endpoint's requests sent so far, and those of them
-    not answered at the step's end: sent = answered + failed + in flight, over its steps so far.
+    (contract.failure_cause). sent, answered_so_far, failed_so_far, in_flight: the endpoint's requests
+    over its steps so far, at the step's end: sent = answered_so_far + failed_so_far + in_flight.
     """
     endpoint: str
     users: int
@@ -50,6 +50,13 @@ class Step:
     sent: int = 0
     in_flight: int = 0
     mean_ms: float | None = None  # exact, where median_ms and p95_ms are Locust's rounded ones
+    answered_so_far: int = 0
+    failed_so_far: int = 0
+
+    @property
+    def counts(self):
+        """The endpoint's count so far at the step's end, as every report says it: 'sent = answered + failed + in flight'."""
+        return f"{self.sent} = {self.answered_so_far} + {self.failed_so_far} + {self.in_flight}"
 
     @property
     def answered(self):
@@ -72,7 +79,7 @@ class Step:
         return {"users": self.users, "seconds": round(self.seconds, 3), "requests": self.requests,
                 "throughput_rps": round(self.throughput_rps, 3), "median_ms": self.median_ms, "p95_ms": self.p95_ms,
                 "closed_loop_rps": round(self.rate, 3), "failures": dict(self.failures), "sent": self.sent,
-                "in_flight": self.in_flight,
+                "answered_so_far": self.answered_so_far, "failed_so_far": self.failed_so_far, "in_flight": self.in_flight,
                 "mean_ms": None if self.mean_ms is None else round(self.mean_ms, 2)}
 
 

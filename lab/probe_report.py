@@ -9,15 +9,16 @@ from .probe import NO_ANSWERS, NONE_REACHED, cause
 from .render import counted, format_table, pool_words
 
 PROBE_COLUMNS = ("endpoint", "users", "requests", "throughput_rps", "median_ms", "p95_ms", "failures",
-                 "failures_by_cause", "closed_loop_rps", "mean_ms", "sent", "in_flight", "seconds")
+                 "failures_by_cause", "closed_loop_rps", "mean_ms", "sent", "answered_so_far", "failed_so_far",
+                 "in_flight", "seconds")
 # The web UI's Probe tab: a row per step, (key, column title).
 PROBE_TAB = (("endpoint", "Endpoint"), ("users", "Users"), ("requests", "Requests"), ("throughput_rps", "Answers/s"),
              ("closed_loop_rps", "X for the limit"), ("median_ms", "Median (ms)"), ("p95_ms", "95% (ms)"), ("failures", "Failures by cause"),
-             ("in_flight", "In flight at the end"))
+             ("counts", "So far: sent = answered + failed + in flight"))
 TABLE = [("users", "users", ">"), ("requests", "requests", ">"), ("answers/s", "throughput_rps", ">"),
          ("X for the limit", "closed_loop_rps", ">"),
-         ("median ms", "median_ms", ">"), ("p95 ms", "p95_ms", ">"), ("in flight", "in_flight", ">"),
-         ("failures", "failures")]
+         ("median ms", "median_ms", ">"), ("p95 ms", "p95_ms", ">"),
+         ("so far: sent = answered + failed + in flight", "counts", ">"), ("failures", "failures")]
 
 
 def by_cause(failures):
@@ -29,7 +30,7 @@ def step_row(step):
             "throughput_rps": f"{step.throughput_rps:.2f}", "closed_loop_rps": f"{step.rate:.2f}",
             "median_ms": "" if step.median_ms is None else step.median_ms,
             "p95_ms": "" if step.p95_ms is None else step.p95_ms, "failures": by_cause(step.failures),
-            "in_flight": step.in_flight}
+            "in_flight": step.in_flight, "counts": step.counts}
 
 
 def write_probe_csv(path, steps):
@@ -42,7 +43,8 @@ def write_probe_csv(path, steps):
                 writer.writerow((s.endpoint, s.users, s.requests, f"{s.throughput_rps:.3f}",
                                  "" if s.median_ms is None else s.median_ms, "" if s.p95_ms is None else s.p95_ms,
                                  sum(s.failures.values()), by_cause(s.failures), f"{s.rate:.3f}",
-                                 "" if s.mean_ms is None else f"{s.mean_ms:.1f}", s.sent, s.in_flight,
+                                 "" if s.mean_ms is None else f"{s.mean_ms:.1f}", s.sent, s.answered_so_far,
+                                 s.failed_so_far, s.in_flight,
                                  f"{s.seconds:.3f}"))
 
 

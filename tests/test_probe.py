@@ -37,6 +37,8 @@ def test_a_probe_finds_the_threads_modes_limit_of_8_on_both_endpoints_and_names_
     for row in rows:
         # Closed loop: every user has its one request in flight when the step ends.
         assert int(row["in_flight"]) == int(row["users"]), row
+        # Every count adds up, for the endpoint so far at the step's end.
+        assert int(row["sent"]) == int(row["answered_so_far"]) + int(row["failed_so_far"]) + int(row["in_flight"]), row
     entry = json.loads(prefix.with_name("threads_result.json").read_text())["probe"]
     for endpoint in ("python", "postgres"):
         assert entry[endpoint]["shape"] == "hard limit", entry[endpoint]

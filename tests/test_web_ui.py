@@ -197,7 +197,7 @@ def test_a_probe_in_the_browser_shows_its_steps_verdict_and_picture_in_the_probe
         page.select_option("select[name=behaviour]", "probe")
         page.fill("input[name=sleepSeconds]", str(SLEEP))
         page.fill("input[name=probeSteps]", "1,8,16")
-        page.fill("input[name=stepSeconds]", "2")
+        page.fill("input[name=stepSeconds]", "1")
         page.get_by_role("button", name="Start").click()
         # The probe stops the test by itself after its last step.
         page.get_by_text("STOPPED").wait_for(timeout=90_000)

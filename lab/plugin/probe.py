@@ -84,7 +84,8 @@ def step_between(endpoint, users, first, last, seconds):
         p95 = locust.stats.calculate_response_time_percentile(times, count, 0.95)
         mean = (last.total_ms - first.total_ms) / requests
     return probe.Step(endpoint, users, seconds, requests, answered / seconds if seconds > 0 else 0.0,
-                      median, p95, +failures, last.sent, last.sent - last.requests, mean)
+                      median, p95, +failures, last.sent, last.sent - last.requests, mean,
+                      last.requests - last.failures, last.failures)
 
 
 class ProbeRun:
