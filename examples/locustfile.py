@@ -2,7 +2,9 @@
 summary says how many the endpoint served at once (`inferred: at most K at once, about D s each`).
 
     pip install /path/to/pool-lab            # or pip install -e . in a checkout
-    locust -f locustfile.py --headless -u 10 -H http://127.0.0.1:8101
+    locust -f locustfile.py --headless -u 12 -H http://127.0.0.1:8101 --csv reports/example
+
+6 users a class, against examples/apps/semaphore_app.py's SEMAPHORE=5: more than it serves at once.
 
 Subclass BurstUser with a path (one GET of it), or with a task of your own that calls burst_request().
 """

@@ -2,7 +2,7 @@
 gevent.pool.Pool of POOL greenlets (default 6) and waits for it, so at most POOL run at once however
 many connections the worker takes; each sleeps SLEEP seconds (default 1). It has no /pool:
 
-    POOL=6 gunicorn --chdir examples/apps -k gevent -b 127.0.0.1:8102 gevent_pool_app:app
+    cd examples/apps && POOL=6 gunicorn -k gevent -b 127.0.0.1:8102 gevent_pool_app:app
     locust --config profiles/5-users.conf -u 10 -H http://127.0.0.1:8102 --path /work
 """
 

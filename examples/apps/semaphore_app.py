@@ -5,8 +5,11 @@ SLEEP seconds (default 1), under Gunicorn's thread worker with more threads than
 semaphore, not the worker, is the limit. It has no /pool, so the lab infers the limit from a burst;
 and it refuses a parameter it does not take, as many apps do (the lab sends it none):
 
-    SEMAPHORE=4 gunicorn --chdir examples/apps -k gthread --threads 32 -b 127.0.0.1:8101 semaphore_app:app
-    locust --config profiles/5-users.conf -u 10 -H http://127.0.0.1:8101 --path /work
+    cd examples/apps && SEMAPHORE=4 gunicorn -k gthread --threads 32 -b 127.0.0.1:8101 semaphore_app:app
+    locust --config profiles/5-users.conf -u 10 -H http://127.0.0.1:8101 --path /work   # from the top
+
+Gunicorn starts in examples/apps: it reads the gunicorn.conf.py of the directory it starts in, and
+the checkout's top one is the lab server's.
 """
 
 import os
