@@ -244,8 +244,8 @@ def cause(endpoint, inference, facts):
     The reasons are lab.waves.limits()' (the one owner of them): the tightest of them is the limit
     the server reports, said as 'limit 15: pool_size 5 + max_overflow 10', beside what was measured.
     """
-    if not facts or inference.limit is None:
-        return None
+    if not facts or not endpoint or inference.limit is None:
+        return None  # no facts, or not one of the lab's sleep endpoints, which are what /pool's facts are of
     from .waves import limits
 
     reported, reason = min(limits(endpoint, facts), key=lambda limit: limit[0])

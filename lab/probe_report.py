@@ -57,8 +57,9 @@ def limit_phrase(inference):
     return f"limit {inference.rounded} at once ({inference.shape})"
 
 
-def verdict_lines(inference, facts):
-    """One endpoint's verdict: the limit, its evidence, the USL fit, and the cause /pool names."""
+def verdict_lines(inference, facts, labs=None):
+    """One endpoint's verdict: the limit, its evidence, the USL fit, and the cause /pool names (`labs`: the
+    run's endpoint names -> the lab's endpoint each is, whose facts /pool gives; by default the names)."""
     lines = [f"{inference.endpoint}: {limit_phrase(inference)}"]
     if inference.limit is not None:
         lines.append(f"  Little's law: {inference.peak_rps:.2f} answers/s at most (at "
@@ -72,12 +73,17 @@ def verdict_lines(inference, facts):
                      f"r2 {fit.r2:.3f}" + (f" ({inference.usl_note})" if inference.usl_note else ""))
     elif inference.usl_note and inference.shape != NO_ANSWERS:
         lines.append(f"  USL: {inference.usl_note}")
-    named = cause(inference.endpoint, inference, facts)
+    named = cause(lab_of(inference.endpoint, labs), inference, facts)
     if named:
         lines.append(f"  {named}")
     elif inference.limit is not None:
         lines.append("  inferred from the run alone: the server's facts (/pool) were not used")
     return lines
+
+
+def lab_of(endpoint, labs):
+    """The lab's endpoint a run's endpoint is (None: a --path that is not one of its sleep endpoints)."""
+    return endpoint if labs is None else labs.get(endpoint)
 
 
 def title(facts, host, started):
@@ -86,7 +92,7 @@ def title(facts, host, started):
     return f"pool-lab probe on the {facts['mode']} mode ({pool_words(facts)}) at {host}, {started}"
 
 
-def format_probe(steps, inferences, facts, plan, header, stopped_early=False):
+def format_probe(steps, inferences, facts, plan, header, stopped_early=False, labs=None):
     """The terminal's table and verdict, per endpoint."""
     lines = [header, plan]
     if stopped_early:
@@ -96,11 +102,11 @@ def format_probe(steps, inferences, facts, plan, header, stopped_early=False):
         if endpoint_steps:
             lines.append("\n".join("  " + line for line in format_table(
                 TABLE, [step_row(s) for s in endpoint_steps]).splitlines()))
-        lines += verdict_lines(inferences[endpoint], facts)
+        lines += verdict_lines(inferences[endpoint], facts, labs)
     return "\n".join(lines)
 
 
-def result_entry(inference, steps, facts):
+def result_entry(inference, steps, facts, labs=None):
     """The result file's "probe" entry of one endpoint."""
-    return {**inference.as_dict(), "cause": cause(inference.endpoint, inference, facts),
+    return {**inference.as_dict(), "cause": cause(lab_of(inference.endpoint, labs), inference, facts),
             "steps": [s.as_dict() for s in steps]}

@@ -325,15 +325,17 @@ class ProbeReporter:
             self.summary.say("pool-lab: the probe stopped before its first step")
             return
         header = probe_report.title(prep.facts, self.environment.host, prep.started)
+        labs = {e.name: e.lab for e in self.options.settings.endpoints.items}
         self.csv, self.png = f"{prep.prefix}_probe.csv", f"{prep.prefix}_probe.png"
         probe_report.write_probe_csv(self.csv, steps)
         plot.plot_probe(self.png, header, steps, inferences)
-        entries = {e: probe_report.result_entry(inferences[e], steps[e], prep.facts) for e in steps}
+        entries = {e: probe_report.result_entry(inferences[e], steps[e], prep.facts, labs) for e in steps}
         files.write_result(f"{prep.prefix}_result.json", prep.facts, [], {}, probe=entries)
         self.written = [self.csv, self.png, f"{prep.prefix}_result.json"]
         self.rows = [probe_report.step_row(s) for done in steps.values() for s in done]
-        self.verdict = "\n".join(line for e in steps for line in probe_report.verdict_lines(inferences[e], prep.facts))
-        self.summary.say(probe_report.format_probe(steps, inferences, prep.facts, plan, header, stopped_early)
+        self.verdict = "\n".join(line for e in steps
+                                 for line in probe_report.verdict_lines(inferences[e], prep.facts, labs))
+        self.summary.say(probe_report.format_probe(steps, inferences, prep.facts, plan, header, stopped_early, labs)
                          + f"\nprobe: {self.csv}")
 
 

@@ -32,6 +32,7 @@ class StallWatch(BurstWatch):
 
     def __init__(self, environment, options, preparation, burst):
         super().__init__(environment, options)
+        self.options = options
         self.preparation = preparation
         self.burst = burst
         self.stalled = None  # the last stall's words, while it lasts
@@ -44,9 +45,11 @@ class StallWatch(BurstWatch):
         """(seconds of silence that make a stall, the predicted total or None)."""
         prep, burst = self.preparation, self.burst
         margin = STALL_MARGIN + burst.answers_delay
-        if not prep.facts or prep.sleep is None:
+        found = self.options.settings.endpoints.named(endpoint)
+        lab = found and found.lab  # /pool's facts predict the lab's sleep endpoints only (a --path may be another)
+        if not prep.facts or prep.sleep is None or not lab:
             return STALL_WITHOUT_PREDICTION + margin, None
-        prediction = predict(endpoint, burst.sent[endpoint], prep.sleep, prep.facts)
+        prediction = predict(lab, burst.sent[endpoint], prep.sleep, prep.facts)
         total = prediction.model_total or prediction.ideal_total
         return STALL_FACTOR * total + margin, total
 
