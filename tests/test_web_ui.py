@@ -1,5 +1,6 @@
 """Locust's web UI in a real Chromium: a burst with the lab's options, its Waves tab, options that persist."""
 
+import contextlib
 import csv
 import io
 import shutil
@@ -19,6 +20,23 @@ CHROMIUM = shutil.which("chromium")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium: install Debian's chromium package (apt-get install chromium), "
                              "as .ci/run does; Playwright's own browser download cannot work here")]
+
+
+@contextlib.contextmanager
+def start_form(base, users, host, height=700):
+    """Chromium on the web UI's start form at `base`, with the users and the host typed in as a newcomer does."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": height})
+            page.goto(base)
+            page.fill("input[name=userCount]", str(users))
+            page.fill("input[name=host]", host)
+            yield page
+        finally:
+            browser.close()
 
 
 @pytest.fixture
@@ -44,19 +62,12 @@ def web_ui():
 
 
 def test_a_burst_in_the_browser_shows_its_waves_and_keeps_its_options(running_mode, web_ui, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     ui, base, before = web_ui
     # locust.conf keeps the web UI on loopback, like every server of the lab.
     assert {c.laddr.ip for c in psutil.Process(ui.pid).net_connections() if c.status == "LISTEN"} == {"127.0.0.1"}
     server = running_mode("green")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1300, "height": 700})
-        page.goto(base)
-        page.fill("input[name=userCount]", "10")
+    with start_form(base, 10, server.url) as page:
         page.fill("input[name=spawnRate]", "1")  # would delay a burst by 9 s
-        page.fill("input[name=host]", server.url)
         page.get_by_text("Custom parameters").click()
         page.select_option("select[name=behaviour]", "burst")
         page.fill("input[name=sleepSeconds]", str(SLEEP))
@@ -88,7 +99,6 @@ def test_a_burst_in_the_browser_shows_its_waves_and_keeps_its_options(running_mo
         page.get_by_text("Custom parameters").click()
         assert page.input_value("select[name=behaviour]") == "burst"
         assert page.input_value("input[name=sleepSeconds]") == str(SLEEP)
-        browser.close()
     ui.terminate()
     output = ui.communicate(timeout=30)[0]
     # Everyone spawned at once, whatever the form's ramp-up said.
@@ -99,16 +109,9 @@ def test_a_burst_in_the_browser_shows_its_waves_and_keeps_its_options(running_mo
 
 def test_start_with_only_a_host_runs_a_burst_to_its_waves(running_mode, web_ui):
     """A new user types a host and presses START, leaving the custom parameters folded: a burst."""
-    from playwright.sync_api import sync_playwright
-
     ui, base, before = web_ui
     server = running_mode("green")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1300, "height": 700})
-        page.goto(base)
-        page.fill("input[name=userCount]", "4")
-        page.fill("input[name=host]", server.url)
+    with start_form(base, 4, server.url) as page:
         page.get_by_role("button", name="Start").click()
         page.get_by_text("STOPPED").wait_for(timeout=90_000)
         page.get_by_role("tab", name="Waves").click()
@@ -116,7 +119,6 @@ def test_start_with_only_a_host_runs_a_burst_to_its_waves(running_mode, web_ui):
         rows.first.wait_for()
         table = [row.locator("td").all_inner_texts() for row in rows.all()]
         assert [(r[0], r[1], r[2]) for r in table] == [("python", "2", "2"), ("postgres", "2", "2")]
-        browser.close()
 
 
 def test_the_first_burst_of_a_fresh_mode_shows_its_calibration_then_its_waves(running_mode, web_ui):
@@ -125,18 +127,11 @@ def test_the_first_burst_of_a_fresh_mode_shows_its_calibration_then_its_waves(ru
     clears them. With the other modes running, as after `honcho start`."""
     import json
 
-    from playwright.sync_api import sync_playwright
-
     ui, base, before = web_ui
     for other in ("sync", "gevent", "green"):
         running_mode(other)
     server = running_mode("fair")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        page.goto(base)
-        page.fill("input[name=userCount]", "10")
-        page.fill("input[name=host]", server.url)
+    with start_form(base, 10, server.url, height=900) as page:
         page.get_by_text("Custom parameters").click()
         page.fill("input[name=sleepSeconds]", str(SLEEP))
         page.check("input[name=calibrate]")  # measured now, as for a mode with no calibration cached
@@ -179,20 +174,12 @@ def test_the_first_burst_of_a_fresh_mode_shows_its_calibration_then_its_waves(ru
         page.wait_for_function("document.querySelectorAll('table tbody tr').length === 0", timeout=10_000)
         assert page.locator("#pool-lab-waves-png").count() == 0
         page.get_by_role("button", name="Stop").click()
-        browser.close()
 
 
 def test_a_probe_in_the_browser_shows_its_steps_verdict_and_picture_in_the_probe_tab(running_mode, web_ui):
-    from playwright.sync_api import sync_playwright
-
     ui, base, before = web_ui
     server = running_mode("threads")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        page.goto(base)
-        page.fill("input[name=userCount]", "16")
-        page.fill("input[name=host]", server.url)
+    with start_form(base, 16, server.url, height=900) as page:
         page.get_by_text("Custom parameters").click()
         page.select_option("select[name=behaviour]", "probe")
         page.fill("input[name=sleepSeconds]", str(SLEEP))
@@ -225,4 +212,3 @@ def test_a_probe_in_the_browser_shows_its_steps_verdict_and_picture_in_the_probe
         probe_csv = urllib.request.urlopen(base + "/" + link.get_attribute("href").removeprefix("./")).read().decode()
         assert [(r["endpoint"], r["users"]) for r in csv.DictReader(io.StringIO(probe_csv))] == [
             (e, n) for e in ("python", "postgres") for n in ("1", "8", "16")]
-        browser.close()
