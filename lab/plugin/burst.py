@@ -79,9 +79,6 @@ class Burst:
     def wait_begun(self, endpoint):
         self._opened[endpoint].wait()
 
-    def begun(self, endpoint):
-        return endpoint in self._opened
-
     def never_began(self):
         """Endpoints with users whose turn had not come when the run stopped."""
         return list(self._order)
