@@ -155,13 +155,31 @@ def target_text(target, judged_by):
     return "" if target is None else f"±{target:.2f} model" if judged_by == "model" else f"{target:.2f} {judged_by}"
 
 
-def model_miss(prediction, total):
-    """Which side of the model a run fell on, and the model's part that was off when it was too high."""
-    if total >= prediction.model_total:
-        return f"{total / prediction.model_total - 1:.0%} over the model"
-    return (f"the model is {prediction.model_total / total - 1:.0%} higher than this run: its CPU, "
-            f"{prediction.cpu_total:.2f} s ({prediction.cpu_decided_by}), is more than this run's "
-            f"{total - prediction.ideal_total:.2f} s beyond the ideal")
+def modelled_parts(prediction):
+    """What the model gives the measured parts of the excess (excess_by_part): its release is how late the
+    load generator sends the last request, the rest of its CPU how long the server holds it; every other
+    part it counts as nothing."""
+    release = prediction.release_cpu
+    return {"load_generator_sending": release, "server_queueing_beyond_earlier_waves": prediction.cpu_total - release}
+
+
+def model_miss(prediction, total, parts=None):
+    """Which side of the model a run fell on, and the part that was off: the model's CPU when it was too
+    high; of the measured `parts` (excess_by_part), the one furthest from the model on the side it fell."""
+    over = total >= prediction.model_total
+    if over:
+        side = f"{total / prediction.model_total - 1:.0%} over the model"
+    else:
+        side = (f"the model is {prediction.model_total / total - 1:.0%} higher than this run: its CPU, "
+                f"{prediction.cpu_total:.2f} s ({prediction.cpu_decided_by}), is more than this run's "
+                f"{total - prediction.ideal_total:.2f} s beyond the ideal")
+    if not parts:
+        return side
+    modelled = modelled_parts(prediction)
+    off = {part: seconds - modelled.get(part, 0.0) for part, seconds in parts.items()}
+    part = max(off, key=off.get) if over else min(off, key=off.get)
+    return (f"{side}: the part furthest off is {part.replace('_', ' ')}, {1000 * parts[part]:.0f} ms against the "
+            f"model's {1000 * modelled.get(part, 0.0):.0f} ms")
 
 
 def bare_row(case, measured):
@@ -256,6 +274,7 @@ def case_row(case, result, timings_path):
         "costs": result.costs,
     }
     unanswered = case.requests - summary.completed
+    named_part = False
     if target is None:
         row["verdict"] = (f"no target ({case.why})" if case.target is None else
                           f"no target (its target is for {case.sleep or TARGET_SLEEP:g} s)")
@@ -264,17 +283,18 @@ def case_row(case, result, timings_path):
     else:
         row["verdict"] = "met" if row["met"] else "MISSED"
         if not row["met"] and case.judged_by == "model":
-            row["verdict"] += f": {model_miss(summary.prediction, summary.total)}"
+            row["verdict"] += f": {model_miss(summary.prediction, summary.total, row['excess_by_part_s'])}"
+            named_part = bool(row["excess_by_part_s"])  # the part furthest from the model
     if not summary.prediction.refused and (row["failures"] or unanswered):
         # A ratio of what was answered says nothing of what failed: a case meets its target whole or not at all.
-        row["met"] = False
+        row["met"], named_part = False, False
         row["verdict"] = f"MISSED: {row['failures']} failed, {unanswered} unanswered"
     if row["refused_predicted"] or row["refused"]:
         split = row["refused"] == row["refused_predicted"]
-        row["met"] = split and row["met"] is not False
+        row["met"], named_part = split and row["met"] is not False, False
         row["verdict"] = (f"{'split exact' if split else 'MISSED: split'}: {row['refused']} refused, "
                           f"{row['refused_predicted']} predicted")
-    if row["met"] is False and row["excess_by_part_s"]:
+    if row["met"] is False and row["excess_by_part_s"] and not named_part:
         # Name the part that costs most, from the measured split of the excess.
         part, seconds = max(row["excess_by_part_s"].items(), key=lambda item: item[1])
         row["verdict"] += f": most of the excess is {part.replace('_', ' ')} ({seconds * 1000:.0f} ms)"

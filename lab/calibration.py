@@ -3,16 +3,19 @@
 gevent overlaps waiting, not CPU: a worker runs every request's Python code (accept, parse,
 route, answer) one after another, so a burst of N requests pays its CPU beyond its sleeps,
 spread over the worker processes that can run at once (lab.waves.cpu_model). c is measured
-here with a burst of its own: K concurrent `/sleep/python/` requests, each on a new connection
-as a Locust user's first request is, sent from this (gevent) process, while the server's
-Gunicorn workers' CPU time (psutil finds them: /pool's pid and its master's other children) and
-this process's own are read before and after: c is the workers' CPU over K, and the load
-generator's CPU per request is measured beside it. CPU per request does not change with the
-number of workers or Locust processes; how they share the cores is the model's (lab.waves).
+here with a burst of its own: K concurrent `/sleep/python/` requests sent from this (gevent)
+process as a burst's users send theirs, each on a connection of its own with Locust's client,
+all waiting for one release as the users wait at their gate, while the server's Gunicorn
+workers' CPU time (psutil finds them: /pool's pid and its master's other children) and this
+process's own are read before and after: c is the workers' CPU over K, and the load
+generator's CPU per request is measured beside it, with the part of it that releases the
+requests before the server can read any. CPU per request does not change with the number of
+workers or Locust processes; how they share the cores is the model's (lab.waves).
 On an overlapping worker the requests sleep SPLIT_SLEEP seconds, and the workers' CPU read just
-before the first answer could begin, once it had stopped growing, is the part of c before the sleep. A server on another machine has no CPU time
-to read here: then c is the burst's wall time over K, as the model's line says. The python
-endpoint never touches the database, so the calibration leaves the pool as it found it.
+before the first answer could begin, once it had stopped growing, is the part of c before the sleep.
+A server on another machine has no CPU time to read here: then c is the burst's wall time over K,
+as the model's line says. The python endpoint never touches the database, so the calibration
+leaves the pool as it found it.
 
 One c per load-generating machine, server host, mode and number of workers, kept in `calibration.json` beside
 the run's CSV files and reused for every N; `--calibrate` (or deleting the file) measures again,
@@ -30,10 +33,13 @@ from urllib.parse import urlsplit
 
 import gevent
 import psutil
-from geventhttpclient import HTTPClient
+from gevent.event import Event
+from locust.contrib.fasthttp import FastHttpSession
+from locust.event import EventHook
 
 from contract import sleep_path
 
+from .plugin.single_attempt import SingleAttemptClientPool
 from .waves import parallel_workers
 
 # K, and how many times: the median of the rounds stands for c. 300 overlapped requests take
@@ -44,7 +50,7 @@ ROUNDS = 5
 TIMEOUT = 30.0
 FILE_NAME = "calibration.json"
 # What an entry holds: entries of another kind (or none, c from wall time before) are measured again.
-KIND = "cpu-2"
+KIND = "cpu-3"
 # The sleep of a round on a worker that overlaps K requests: long enough for every request's
 # Python before its sleep to run before the first answer (300 x well under 1 ms, a few times that
 # on a machine whose cores other programs hold), short enough to keep the calibration to seconds.
@@ -68,20 +74,40 @@ def path_for(seconds):
     return f"{sleep_path('python')}?seconds={seconds:g}"
 
 
-def one_request(host, seconds=0):
-    """One python request on a connection of its own; None, or why it failed."""
+# The request as a burst user sends it (lab.plugin.users.BurstUser.burst_request): the path, its query.
+PATH = sleep_path("python")
+
+
+def client(host):
+    """A client as a burst user's (lab.plugin.users.BurstUser): Locust's FastHttpSession sending each request
+    once, on a connection of its own, its request events heard by nobody (a calibration request is no
+    answer of the run)."""
+    session = FastHttpSession(host, request_event=EventHook(), user=None, connection_timeout=TIMEOUT,
+                              network_timeout=TIMEOUT)
+    session.client.clientpool = SingleAttemptClientPool(**session.client.clientpool.client_args)
+    return session
+
+
+def one_request(host, seconds=0, session=None, release=None):
+    """One python request on a connection of its own (`session`'s, made before the `release` opens, as a
+    user is made before its gate opens); None, or why it failed."""
     try:
-        client = HTTPClient.from_url(host, concurrency=1, connection_timeout=TIMEOUT, network_timeout=TIMEOUT)
+        session = session or client(host)
     except Exception as error:  # a host it cannot even parse
         return f"{type(error).__name__}: {error}"
     try:
-        response = client.get(path_for(seconds))
-        response.read()
-        return None if response.status_code == 200 else f"{path_for(seconds)} answered HTTP {response.status_code}"
-    except Exception as error:  # refused, reset, timed out, no HTTP: whatever it was, no c comes of it
+        if release is not None:
+            release.wait()
+        with session.request("GET", PATH, params={"seconds": f"{seconds:g}"}, name=PATH,
+                             catch_response=True) as response:
+            error = response.request_meta["exception"]  # refused, reset, timed out, no HTTP: no c comes of it
+            if error:
+                return f"{type(error).__name__}: {error}"
+            return None if response.status_code == 200 else f"{path_for(seconds)} answered HTTP {response.status_code}"
+    except Exception as error:  # a URL it would not send
         return f"{type(error).__name__}: {error}"
     finally:
-        client.close()  # before the burst it calibrates for: no connection of ours left open
+        session.client.clientpool.close()  # before the burst it calibrates for: no connection of ours left open
 
 
 # POSIX's, in the C library Python runs on (Linux's; None where there is none: psutil alone then).
@@ -135,11 +161,18 @@ def worker_processes(host, facts):
 def burst(host, requests, seconds=0, workers=()):
     """One round: `requests` concurrent python requests of `seconds`, each on a connection of its own.
 
-    Returns its wall time, the workers' and this process's CPU time over it, and both until the
-    sleep of the first request sent could end, before any answer (None when it cannot tell the
-    part before the sleep: no sleep, or the workers' CPU was still growing IDLE_BEFORE_FIRST of
+    The requests wait for one release, as a burst's users wait at their gate, and go when it opens.
+    Returns its wall time, the workers' and this process's CPU time over it, this process's CPU
+    until every request had left the release (gevent runs each woken request up to its connection
+    before the server can read any of them: lab.waves counts it before the rest), and both CPU times
+    until the sleep of the first request sent could end, before any answer (None when it cannot tell
+    the part before the sleep: no sleep, or the workers' CPU was still growing IDLE_BEFORE_FIRST of
     the sleep before then, some request not yet asleep)."""
     me = [psutil.Process()]
+    release = Event()
+    # Failures are returned, not raised: a greenlet that raises prints its traceback.
+    greenlets = [gevent.spawn(one_request, host, seconds, client(host), release) for _ in range(requests)]
+    gevent.sleep(0)  # every request waiting at the release
     started, server_before, own_before = time.perf_counter(), cpu_seconds(workers), cpu_seconds(me)
     no_answer_before = started + seconds
     samples = []
@@ -153,9 +186,11 @@ def burst(host, requests, seconds=0, workers=()):
             samples.append((time.perf_counter(), server, own))
             gevent.sleep(SAMPLE_EVERY)
 
+    release.set()
+    # Resumed after the release has woken every request (its one callback runs them all, in turn).
+    gevent.sleep(0)
+    released = cpu_seconds(me) - own_before
     sampler = gevent.spawn(sample) if seconds and workers else None
-    # Failures are returned, not raised: a greenlet that raises prints its traceback.
-    greenlets = [gevent.spawn(one_request, host, seconds) for _ in range(requests)]
     gevent.joinall(greenlets)
     wall = time.perf_counter() - started
     server, own = cpu_seconds(workers) - server_before, cpu_seconds(me) - own_before
@@ -172,7 +207,8 @@ def burst(host, requests, seconds=0, workers=()):
         idle_since = last_at - IDLE_BEFORE_FIRST * seconds
         if not any(at <= idle_since and last_server - cpu <= 0.05 * before for at, cpu, _ in samples):
             before = own_until_then = None
-    return {"wall": wall, "server": server, "own": own, "before": before, "own_before": own_until_then}
+    return {"wall": wall, "server": server, "own": own, "before": before, "own_before": own_until_then,
+            "own_release": released}
 
 
 def measure(host, facts, requests=REQUESTS, rounds=ROUNDS, progress=None):
@@ -204,6 +240,7 @@ def measure(host, facts, requests=REQUESTS, rounds=ROUNDS, progress=None):
     if workers:
         calibration.update(measured_as="cpu", cpu_per_request=median("server"), cpu_before_sleep=median("before"),
                            load_cpu_per_request=median("own"), load_cpu_before_sleep=median("own_before"),
+                           load_cpu_release=median("own_release"),
                            server_cpu_per_request=[round(m["server"] / requests, 7) for m in measured])
     else:
         # Per worker: the K requests ran spread over the workers that run at once, as the model spreads a burst.

@@ -76,6 +76,9 @@ class Prediction:
     cpu_before_sleep: float | None = None
     load_cpu_per_request: float | None = None
     load_cpu_before_sleep: float | None = None
+    # The load generator's CPU per request to release it: gevent runs every user woken at its gate up
+    # to its connection, one after another, before the server can read any request (lab.calibration).
+    load_cpu_release: float | None = None
     load_processes: int = 1
     shared_cores: int | None = None
     cpu_workers: int = 1
@@ -94,13 +97,17 @@ class Prediction:
 
         In the first wave every request's Python up to its sleep runs one after another, and its
         answers' Python one after another too, a sleep later, while the rest sleep: the slower of
-        the two halves delays the last answer (all of c when the part before is unknown). Each
-        later wave waits for an earlier one's answers and then runs its own: it pays its requests'
-        whole c. Waves of 1 pay N x c; so does a wave whose Python outlasts its sleep.
+        the two halves delays the last answer (all of c when the part before is unknown), unless
+        the wave's whole Python outlasts its sleep by more: then the worker is busy from the first
+        request to the last answer. Each later wave waits for an earlier one's answers and then
+        runs its own: it pays its requests' whole c. Waves of 1 pay N x c.
         """
         first = self.wave_sizes[0] if self.wave_sizes else 0
-        overlaps = first > 1 and before is not None and self.sleep >= first * c
-        return first * (max(before, c - before) if overlaps else c) + (self.requests - first) * c
+        if first > 1 and before is not None:
+            first_wave = max(first * max(before, c - before), first * c - self.sleep)
+        else:
+            first_wave = first * c
+        return first_wave + (self.requests - first) * c
 
     @property
     def server_cpu(self):
@@ -110,8 +117,24 @@ class Prediction:
     @property
     def load_cpu(self):
         """The load generator's, the same way: it sends the requests, and reads their answers a sleep later."""
-        return (None if self.load_cpu_per_request is None else
-                self.in_waves(self.load_cpu_per_request, self.load_cpu_before_sleep))
+        if self.load_cpu_per_request is None:
+            return None
+        release = self.load_cpu_release or 0.0
+        before = None if self.load_cpu_before_sleep is None else self.load_cpu_before_sleep - release
+        return self.in_waves(self.load_cpu_per_request - release, before)
+
+    @property
+    def load_processes_at_once(self):
+        """The load generator's processes that send at the same moment: one per core it shares at most."""
+        return min(self.load_processes, self.shared_cores or self.load_processes)
+
+    @property
+    def release_cpu(self):
+        """The seconds before the server can read any request: each load generator process wakes its share
+        of the users, one after another, up to their connections (0 when not measured)."""
+        if self.load_cpu_release is None or self.load_cpu_per_request is None:
+            return 0.0
+        return self.requests * self.load_cpu_release / self.load_processes_at_once
 
     def cpu_spreads(self):
         """[(seconds, what they are)]: the ways the burst's CPU may delay its last answer; the longest does."""
@@ -123,7 +146,7 @@ class Prediction:
         if self.load_cpu_per_request is not None:
             load = self.load_cpu
             # The load generator's processes each send their share one after another...
-            processes = min(self.load_processes, self.shared_cores or self.load_processes)
+            processes = self.load_processes_at_once
             spreads.append((load / processes, f"the load generator's CPU in {plural(processes, 'process')}"))
             if self.shared_cores:
                 # ...and on the server's cores, both kinds of process take turns.
@@ -133,9 +156,9 @@ class Prediction:
 
     @property
     def cpu_total(self):
-        """The burst's CPU beyond its sleeps: the longest of its spreads."""
+        """The burst's CPU beyond its sleeps: the release, then the longest of its spreads."""
         spreads = self.cpu_spreads()
-        return max(spreads)[0] if spreads else None
+        return self.release_cpu + max(spreads)[0] if spreads else None
 
     @property
     def cpu_decided_by(self):
@@ -159,8 +182,10 @@ class Prediction:
         if self.load_cpu_per_request is not None:
             where = (f"sharing {self.shared_cores} cores with the server" if self.shared_cores else
                      "on another machine")
+            release = (f", {1000 * self.load_cpu_release:.2f} ms of it releasing each request before the server "
+                       f"reads any ({self.release_cpu:.2f} s first)" if self.load_cpu_release is not None else "")
             assumed.append(f"the load generator {1000 * self.load_cpu_per_request:.2f} ms per request in "
-                           f"{plural(self.load_processes, 'process')}, {where}")
+                           f"{plural(self.load_processes, 'process')}{release}, {where}")
         if len(self.cpu_spreads()) > 1:
             assumed.append(f"the longest: {self.cpu_decided_by}")
         if self.cpu_measured_as == "wall":
@@ -252,6 +277,7 @@ def cpu_model(requests, facts):
     if calibration.get("load_cpu_per_request") is not None and load:
         fields.update(load_cpu_per_request=calibration["load_cpu_per_request"],
                       load_cpu_before_sleep=calibration.get("load_cpu_before_sleep"),
+                      load_cpu_release=calibration.get("load_cpu_release"),
                       load_processes=load.get("processes", 1),
                       shared_cores=(facts.get("cpus") or workers) if load.get("local") else None)
     return fields

@@ -53,6 +53,28 @@ def test_a_miss_of_the_model_says_which_side_and_a_model_too_high_names_its_part
         "run's 0.23 s beyond the ideal")
 
 
+def test_a_miss_of_the_model_names_the_measured_part_furthest_from_it_on_the_side_it_fell():
+    # The release (0.2 s) is how late the load generator sends the last request, the rest of the model's CPU
+    # (the server's slower half, 0.3 s) how long the server holds it; the model counts no sleep overrun.
+    prediction = predict("python", 1000, 1.0, {**facts("green"), "cpus": 2, "workers": 1, "calibration": {
+        "cpu_per_request": 0.0004, "cpu_before_sleep": 0.0001, "load_cpu_per_request": 0.0006,
+        "load_cpu_before_sleep": 0.0004, "load_cpu_release": 0.0002, "measured_as": "cpu"},
+        "load_generator": {"processes": 1, "local": True}})
+    assert prediction.model_total == pytest.approx(1.5)
+    slow_release = {"load_generator_sending": 0.35, "server_queueing_beyond_earlier_waves": 0.32,
+                    "server_sleep_overrun": 0.01}
+    assert model_miss(prediction, 1.68, slow_release) == (
+        "12% over the model: the part furthest off is load generator sending, 350 ms against the model's 200 ms")
+    overrun = {"load_generator_sending": 0.2, "server_queueing_beyond_earlier_waves": 0.3, "server_sleep_overrun": 0.1}
+    assert model_miss(prediction, 1.6, overrun).endswith("server sleep overrun, 100 ms against the model's 0 ms")
+    fast_server = {"load_generator_sending": 0.19, "server_queueing_beyond_earlier_waves": 0.15,
+                   "server_sleep_overrun": 0.0}
+    assert model_miss(prediction, 1.34, fast_server) == (
+        "the model is 12% higher than this run: its CPU, 0.50 s (the server's CPU on 1 worker), is more than this "
+        "run's 0.34 s beyond the ideal: the part furthest off is server queueing beyond earlier waves, 150 ms "
+        "against the model's 300 ms")
+
+
 def test_a_bare_case_is_the_lab_cpu_over_the_bare_apps_and_the_limit_spreads_the_bare_cpu():
     [case] = [c for c in CASES if c.name == "bare-python-100"]
 

@@ -130,14 +130,17 @@ def test_where_c_is_tiny_beside_d_the_model_stays_the_ideal():
         assert prediction.ideal_total < prediction.model_total < 1.01 * prediction.ideal_total
 
 
-def measured(mode, c, before, load=None, load_before=None, processes=1, local=True, workers=1, cpus=2):
+def measured(mode, c, before, load=None, load_before=None, processes=1, local=True, workers=1, cpus=2,
+             release=None):
     """Facts with a CPU calibration of the workers' CPU (c, `before` of it before the sleep) and the load
-    generator's, sending from `processes` processes, on the server's machine (`local`) or not."""
+    generator's (`release` of it to release each request), sending from `processes` processes, on the
+    server's machine (`local`) or not."""
     # As the 10,000 case's servers: WORKER_CONNECTIONS 10000, so no burst here is cut into waves of 1000.
     concurrency = {"worker_concurrency": 10_000} if mode == "green" else {}
     return {**facts(mode), **concurrency, "workers": workers, "cpus": cpus,
             "calibration": {"cpu_per_request": c, "cpu_before_sleep": before, "load_cpu_per_request": load,
-                            "load_cpu_before_sleep": load_before, "measured_as": "cpu"},
+                            "load_cpu_before_sleep": load_before, "load_cpu_release": release,
+                            "measured_as": "cpu"},
             "load_generator": {"processes": processes, "local": local}}
 
 
@@ -153,8 +156,12 @@ def test_one_overlapped_wave_pays_the_slower_half_of_c_and_later_waves_all_of_it
     # Waves of the pool limit (15): the first wave its slower half, each later request its whole c.
     pooled = predict("postgres", 100, 1.0, measured("green", 0.0004, 0.0001))
     assert pooled.wave_sizes[0] == 15 and pooled.cpu_total == pytest.approx(15 * 0.0003 + 85 * 0.0004)
-    # Python that outlasts the sleep overlaps nothing: all of c, as without the split.
-    assert predict("python", 1000, 0.1, measured("green", 0.0004, 0.0001)).cpu_total == pytest.approx(0.4)
+    # Python that outlasts its sleep keeps the worker busy from the first request to the last answer:
+    # all of c but the sleep it overlapped (0.4 s - 0.05 s), more than the slower half...
+    assert predict("python", 1000, 0.05, measured("green", 0.0004, 0.0001)).cpu_total == pytest.approx(0.35)
+    # ...and the two agree where they meet (0.4 s - 0.1 s = 0.3 s): no jump as c grows past the sleep.
+    assert predict("python", 1000, 0.1, measured("green", 0.0004, 0.0001)).cpu_total == pytest.approx(0.3)
+    assert predict("python", 1000, 0.1, measured("green", 0.00041, 0.0001)).cpu_total == pytest.approx(0.31)
     assert predict("python", 1000, 1.0, measured("green", 0.0004, None)).cpu_total == pytest.approx(0.4)
 
 
@@ -178,6 +185,29 @@ def test_the_load_generator_and_the_workers_share_the_cores_they_run_on():
     slow = predict("python", 1000, 1.0, measured("green", 0.0002, 0.0001, 0.0006, 0.0004, workers=2))
     assert slow.cpu_total == pytest.approx(0.4)
     assert slow.cpu_decided_by == "the load generator's CPU in 1 process"
+
+
+def test_the_load_generator_releases_every_request_before_the_server_reads_any():
+    # gevent runs each user woken at its gate up to its connection, one after another: 1000 x 0.2 ms
+    # before the first request reaches the server, then the rest of both sides' CPU as before, the
+    # load generator's without its release (0.4 ms, 0.2 of it before the sleep).
+    def model(**topology):
+        return predict("python", 1000, 1.0, measured("green", 0.0004, 0.0001, 0.0006, 0.0004, release=0.0002,
+                                                      **topology))
+
+    one = model()
+    assert one.release_cpu == pytest.approx(0.2)
+    assert one.cpu_total == pytest.approx(0.2 + 0.3)  # the release, then the server's slower half
+    assert one.model_explained() == (
+        "model 1.50 s = ideal 1.00 s + 1000 x 0.40 ms of CPU per request on 1 worker (0.10 ms of it before the "
+        "sleep; the load generator 0.60 ms per request in 1 process, 0.20 ms of it releasing each request before "
+        "the server reads any (0.20 s first), sharing 2 cores with the server; the longest: the server's CPU on "
+        "1 worker)")
+    # Two Locust processes release their halves at once.
+    assert model(processes=2).release_cpu == pytest.approx(0.1)
+    # A release that is not measured (a calibration of another kind) adds nothing.
+    assert predict("python", 1000, 1.0, measured("green", 0.0004, 0.0001, 0.0006, 0.0004)).cpu_total == (
+        pytest.approx(0.4))
 
 
 def test_a_c_from_wall_time_says_so():
