@@ -200,8 +200,13 @@ def physical_limit(prediction, facts, bare_rows):
     if prediction is None or not facts or not bare_rows:
         return None
     nearest = min(bare_rows, key=lambda row: abs(math.log(row["requests"] / max(prediction.requests, 1))))["bare"]
-    bare = dataclasses.replace(prediction, cpu_per_request=nearest["cpu_per_request"],
-                               cpu_before_sleep=nearest["cpu_before_sleep"], load_cpu_per_request=None)
+    before = nearest["cpu_before_sleep"]
+    if before is None and prediction.cpu_before_sleep is not None and prediction.cpu_per_request:
+        # A bare burst whose CPU still grew late in its sleep (N = 1000: the release and the fronts outlast
+        # it) has no part before the sleep to read: split its c as the lab's calibration split the lab's.
+        before = nearest["cpu_per_request"] * prediction.cpu_before_sleep / prediction.cpu_per_request
+    bare = dataclasses.replace(prediction, cpu_per_request=nearest["cpu_per_request"], cpu_before_sleep=before,
+                               load_cpu_per_request=None)
     return bare.ideal_total + bare.server_cpu / parallel_workers(facts)
 
 

@@ -91,6 +91,12 @@ def test_a_bare_case_is_the_lab_cpu_over_the_bare_apps_and_the_limit_spreads_the
     sync = {**facts("sync"), "cpus": 2}
     assert physical_limit(predict("python", 5, 1.0, sync), sync, bare) == pytest.approx(5.0 + 5 * 0.0003)
     assert physical_limit(predict("python", 5, 1.0, sync), sync, []) is None
+    # A bare burst with no part before its sleep read: its c split as the lab's calibration split the lab's
+    # (half of 0.2 ms before the sleep), not all of it counted, which would put the limit above the model.
+    calibrated = {**facts("green"), "cpus": 2, "calibration": {"cpu_per_request": 0.0004, "cpu_before_sleep": 0.0002,
+                                                                "measured_as": "cpu"}}
+    unsplit = [{"requests": 1000, "bare": side(0.0002)}]
+    assert physical_limit(predict("python", 1000, 1.0, calibrated), calibrated, unsplit) == pytest.approx(1.0 + 0.1)
 
 
 @pytest.mark.slow
