@@ -157,8 +157,9 @@ def target_text(target, judged_by):
 
 def modelled_parts(prediction):
     """What the model gives the measured parts of the excess (excess_by_part): its release is how late the
-    load generator sends the last request, the rest of its CPU how long the server holds it; every other
-    part it counts as nothing."""
+    load generator sends the last request, the rest of its CPU how long the server holds it (whichever
+    spread decided it: the server's handler starts late whether the worker or the load generator's
+    sending is slower); every other part it counts as nothing."""
     release = prediction.release_cpu
     return {"load_generator_sending": release, "server_queueing_beyond_earlier_waves": prediction.cpu_total - release}
 
@@ -170,8 +171,9 @@ def model_miss(prediction, total, parts=None):
     if over:
         side = f"{total / prediction.model_total - 1:.0%} over the model"
     else:
+        release = "the load generator's release, then " if prediction.release_cpu else ""
         side = (f"the model is {prediction.model_total / total - 1:.0%} higher than this run: its CPU, "
-                f"{prediction.cpu_total:.2f} s ({prediction.cpu_decided_by}), is more than this run's "
+                f"{prediction.cpu_total:.2f} s ({release}{prediction.cpu_decided_by}), is more than this run's "
                 f"{total - prediction.ideal_total:.2f} s beyond the ideal")
     if not parts:
         return side

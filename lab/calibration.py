@@ -39,7 +39,7 @@ from locust.event import EventHook
 
 from contract import sleep_path
 
-from .plugin.single_attempt import SingleAttemptClientPool
+from .single_attempt import send_once
 from .waves import parallel_workers
 
 # K, and how many times: the median of the rounds stands for c. 300 overlapped requests take
@@ -82,10 +82,9 @@ def client(host):
     """A client as a burst user's (lab.plugin.users.BurstUser): Locust's FastHttpSession sending each request
     once, on a connection of its own, its request events heard by nobody (a calibration request is no
     answer of the run)."""
-    session = FastHttpSession(host, request_event=EventHook(), user=None, connection_timeout=TIMEOUT,
-                              network_timeout=TIMEOUT)
-    session.client.clientpool = SingleAttemptClientPool(**session.client.clientpool.client_args)
-    return session
+    # Without a trailing slash, as BurstUser takes its host: the web UI keeps one as typed.
+    return send_once(FastHttpSession(host.rstrip("/"), request_event=EventHook(), user=None,
+                                     connection_timeout=TIMEOUT, network_timeout=TIMEOUT))
 
 
 def one_request(host, seconds=0, session=None, release=None):
@@ -107,7 +106,7 @@ def one_request(host, seconds=0, session=None, release=None):
     except Exception as error:  # a URL it would not send
         return f"{type(error).__name__}: {error}"
     finally:
-        session.client.clientpool.close()  # before the burst it calibrates for: no connection of ours left open
+        session.client.close()  # before the burst it calibrates for: no connection of ours left open
 
 
 # POSIX's, in the C library Python runs on (Linux's; None where there is none: psutil alone then).
@@ -163,8 +162,9 @@ def burst(host, requests, seconds=0, workers=()):
 
     The requests wait for one release, as a burst's users wait at their gate, and go when it opens.
     Returns its wall time, the workers' and this process's CPU time over it, this process's CPU
-    until every request had left the release (gevent runs each woken request up to its connection
-    before the server can read any of them: lab.waves counts it before the rest), and both CPU times
+    until every request had left the release (gevent runs each woken request up to its first wait,
+    gevent's resolver thread before it connects, before the server can read any of them: lab.waves
+    counts it before the rest; the resolver threads' CPU meanwhile is in it too), and both CPU times
     until the sleep of the first request sent could end, before any answer (None when it cannot tell
     the part before the sleep: no sleep, or the workers' CPU was still growing IDLE_BEFORE_FIRST of
     the sleep before then, some request not yet asleep)."""

@@ -77,7 +77,8 @@ class Prediction:
     load_cpu_per_request: float | None = None
     load_cpu_before_sleep: float | None = None
     # The load generator's CPU per request to release it: gevent runs every user woken at its gate up
-    # to its connection, one after another, before the server can read any request (lab.calibration).
+    # to its first wait (its resolver thread, before it connects), one after another, before the server
+    # can read any request (lab.calibration).
     load_cpu_release: float | None = None
     load_processes: int = 1
     shared_cores: int | None = None
@@ -120,7 +121,8 @@ class Prediction:
         if self.load_cpu_per_request is None:
             return None
         release = self.load_cpu_release or 0.0
-        before = None if self.load_cpu_before_sleep is None else self.load_cpu_before_sleep - release
+        # Medians of different rounds (a round may not tell the part before the sleep): never below nothing.
+        before = None if self.load_cpu_before_sleep is None else max(0.0, self.load_cpu_before_sleep - release)
         return self.in_waves(self.load_cpu_per_request - release, before)
 
     @property
@@ -131,7 +133,7 @@ class Prediction:
     @property
     def release_cpu(self):
         """The seconds before the server can read any request: each load generator process wakes its share
-        of the users, one after another, up to their connections (0 when not measured)."""
+        of the users, one after another, up to their first wait (0 when not measured)."""
         if self.load_cpu_release is None or self.load_cpu_per_request is None:
             return 0.0
         return self.requests * self.load_cpu_release / self.load_processes_at_once

@@ -47,7 +47,7 @@ def test_c_is_the_workers_cpu_time_over_the_requests_and_its_part_before_the_sle
     # Part of each request's Python runs before its sleep, and part after: neither is all of it.
     assert 0 < measured["cpu_before_sleep"] < measured["cpu_per_request"]
     assert 0 < measured["load_cpu_before_sleep"] < measured["load_cpu_per_request"]
-    # Releasing the requests (up to their connections) is part of the load generator's CPU before the sleep.
+    # Releasing the requests (up to their first wait) is part of the load generator's CPU before the sleep.
     assert 0 < measured["load_cpu_release"] < measured["load_cpu_before_sleep"]
     # A server elsewhere has no CPU to read here: then c is the wall time, and says so.
     assert calibration.worker_processes(server.url.replace("127.0.0.1", "192.0.2.1"), facts) == []

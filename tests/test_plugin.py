@@ -329,7 +329,7 @@ def test_a_master_goes_on_without_a_lost_worker_and_counts_what_it_held(tmp_path
 def test_steady_users_keep_locusts_client_and_burst_users_send_once(tmp_path, monkeypatch):
     from geventhttpclient.client import HTTPClientPool
 
-    from lab.plugin.single_attempt import SingleAttemptClientPool
+    from lab.single_attempt import SingleAttemptClientPool
 
     for behaviour, pool in (("burst", SingleAttemptClientPool), ("steady", HTTPClientPool)):
         env = environment(tmp_path, {"PythonUser": 1}, behaviour=behaviour)

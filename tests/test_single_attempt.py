@@ -6,7 +6,7 @@ from gevent.server import StreamServer
 from geventhttpclient.client import HTTPClient
 
 from contract import CONNECTION_LOST
-from lab.plugin.single_attempt import ConnectionLost, SingleAttemptClient, is_connection_lost
+from lab.single_attempt import ConnectionLost, SingleAttemptClient, is_connection_lost
 
 
 @pytest.fixture

@@ -188,7 +188,7 @@ def test_the_load_generator_and_the_workers_share_the_cores_they_run_on():
 
 
 def test_the_load_generator_releases_every_request_before_the_server_reads_any():
-    # gevent runs each user woken at its gate up to its connection, one after another: 1000 x 0.2 ms
+    # gevent runs each user woken at its gate up to its first wait, one after another: 1000 x 0.2 ms
     # before the first request reaches the server, then the rest of both sides' CPU as before, the
     # load generator's without its release (0.4 ms, 0.2 of it before the sleep).
     def model(**topology):

@@ -12,7 +12,7 @@ from locust import FastHttpUser, constant
 import contract
 
 from ..endpoints import Endpoint, Endpoints
-from .single_attempt import SingleAttemptClientPool, is_connection_lost
+from ..single_attempt import is_connection_lost, send_once
 
 # Every BurstUser class a locustfile declared, in its order (the checks read it before init).
 declared = []
@@ -41,10 +41,9 @@ class BurstUser(FastHttpUser):
             self.host = self.host.rstrip("/")
         super().__init__(environment)
         if not self.options.settings.steady:
-            # A burst or a probe sends each request once (lab.plugin.single_attempt says why): a lost request is
+            # A burst or a probe sends each request once (lab.single_attempt says why): a lost request is
             # counted as lost. Steady runs keep Locust's client.
-            agent = self.client.client
-            agent.clientpool = SingleAttemptClientPool(**agent.clientpool.client_args)
+            send_once(self.client)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

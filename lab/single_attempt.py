@@ -68,6 +68,13 @@ class SingleAttemptClientPool(HTTPClientPool):
         return self.clients[key]
 
 
+def send_once(session):
+    """Make a Locust FastHttpSession send each request once (a burst user's, and the calibration's as a user's)."""
+    agent = session.client
+    agent.clientpool = SingleAttemptClientPool(**agent.clientpool.client_args)
+    return session
+
+
 def is_connection_lost(error):
     """True for a request whose connection the server closed or reset before the answer (after it connected)."""
     if isinstance(error, HTTPConnectionClosed):
