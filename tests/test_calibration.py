@@ -94,10 +94,14 @@ def test_a_burst_summary_shows_the_model_beside_the_ideal(running_mode, tmp_path
     ideal = re.search(r"ideal total ([\d.]+) s, measured/ideal ([\d.]+)", result.stdout)
     model = re.search(r"model ([\d.]+) s = ideal ([\d.]+) s \+ 200 x ([\d.]+) ms of CPU per request on 1 worker "
                       r"\(([\d.]+) ms of it before the sleep; the load generator [\d.]+ ms per request in 1 process, "
+                      r"([\d.]+) ms of it releasing each request before the server reads any \(([\d.]+) s first\), "
                       r"sharing \d+ cores with the server; the longest: [^)]+\); measured/model ([\d.]+)", result.stdout)
     assert ideal and model, result.stdout
     assert float(model.group(2)) == float(ideal.group(1))
     assert float(model.group(1)) > float(ideal.group(1))
-    assert float(model.group(5)) < float(ideal.group(2))
+    assert float(model.group(7)) < float(ideal.group(2))
     assert float(model.group(4)) < float(model.group(3))
+    # The release: 200 users woken one after another, each its share of a millisecond.
+    assert 0 < float(model.group(5)) < 1 and float(model.group(6)) == pytest.approx(200 * float(model.group(5)) / 1000,
+                                                                                    abs=0.006)
     print(ideal.group(0), model.group(0))
