@@ -99,10 +99,12 @@ def one_request(host, seconds=0, session=None, release=None):
             release.wait()
         with session.request("GET", PATH, params={"seconds": f"{seconds:g}"}, name=PATH,
                              catch_response=True) as response:
-            error = response.request_meta["exception"]  # refused, reset, timed out, no HTTP: no c comes of it
-            if error:
-                return f"{type(error).__name__}: {error}"
-            return None if response.status_code == 200 else f"{path_for(seconds)} answered HTTP {response.status_code}"
+            # An answer that is not a 200 says its status (Locust would call it a bad status code); refused,
+            # reset, timed out, no HTTP: whatever it was, no c comes of it.
+            if response.status_code and response.status_code != 200:
+                return f"{path_for(seconds)} answered HTTP {response.status_code}"
+            error = response.request_meta["exception"]
+            return f"{type(error).__name__}: {error}" if error else None
     except Exception as error:  # a URL it would not send
         return f"{type(error).__name__}: {error}"
     finally:
