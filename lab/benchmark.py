@@ -155,13 +155,18 @@ def target_text(target, judged_by):
     return "" if target is None else f"±{target:.2f} model" if judged_by == "model" else f"{target:.2f} {judged_by}"
 
 
+# The two parts of the last answer's excess that the model gives a share (excess_by_part, modelled_parts).
+SENDING = "load_generator_sending"
+SERVER_QUEUEING = "server_queueing_beyond_earlier_waves"
+
+
 def modelled_parts(prediction):
     """What the model gives the measured parts of the excess (excess_by_part): its release is how late the
     load generator sends the last request, the rest of its CPU how long the server holds it (whichever
     spread decided it: the server's handler starts late whether the worker or the load generator's
     sending is slower); every other part it counts as nothing."""
     release = prediction.release_cpu
-    return {"load_generator_sending": release, "server_queueing_beyond_earlier_waves": prediction.cpu_total - release}
+    return {SENDING: release, SERVER_QUEUEING: prediction.cpu_total - release}
 
 
 def model_miss(prediction, total, parts=None):
@@ -231,9 +236,8 @@ def excess_by_part(timings, prediction, pgbouncer=False):
     earlier_waves = (len(prediction.wave_sizes) - 1 - bool(prediction.refused)) * sleep
     in_the_server, in_the_query = (0.0, earlier_waves) if pgbouncer else (earlier_waves, 0.0)
     parts = {
-        "load_generator_sending": last["sent"] - start,
-        "server_queueing_beyond_earlier_waves": (last["server_started"] - last["sent"] + pool_wait - connect
-                                                 - in_the_server),
+        SENDING: last["sent"] - start,
+        SERVER_QUEUEING: last["server_started"] - last["sent"] + pool_wait - connect - in_the_server,
     }
     if connect:
         parts["opening_the_database_connection"] = connect

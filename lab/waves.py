@@ -120,7 +120,7 @@ class Prediction:
         """The load generator's, the same way: it sends the requests, and reads their answers a sleep later."""
         if self.load_cpu_per_request is None:
             return None
-        release = self.load_cpu_release or 0.0
+        release = self.load_release_per_request
         # Medians of different rounds (a round may not tell the part before the sleep): never below nothing.
         before = None if self.load_cpu_before_sleep is None else max(0.0, self.load_cpu_before_sleep - release)
         return self.in_waves(self.load_cpu_per_request - release, before)
@@ -131,12 +131,18 @@ class Prediction:
         return min(self.load_processes, self.shared_cores or self.load_processes)
 
     @property
-    def release_cpu(self):
-        """The seconds before the server can read any request: each load generator process wakes its share
-        of the users, one after another, up to their first wait (0 when not measured)."""
+    def load_release_per_request(self):
+        """The load generator's CPU to release one request; 0 when it was not measured (an entry of an older
+        kind) or the load generator's CPU is not in the model."""
         if self.load_cpu_release is None or self.load_cpu_per_request is None:
             return 0.0
-        return self.requests * self.load_cpu_release / self.load_processes_at_once
+        return self.load_cpu_release
+
+    @property
+    def release_cpu(self):
+        """The seconds before the server can read any request: each load generator process wakes its share
+        of the users, one after another, up to their first wait."""
+        return self.requests * self.load_release_per_request / self.load_processes_at_once
 
     def cpu_spreads(self):
         """[(seconds, what they are)]: the ways the burst's CPU may delay its last answer; the longest does."""
