@@ -71,8 +71,8 @@ def test_a_miss_of_the_model_names_the_measured_part_furthest_from_it_on_the_sid
                    "server_sleep_overrun": 0.0}
     assert model_miss(prediction, 1.34, fast_server) == (
         "the model is 12% higher than this run: its CPU, 0.50 s (the load generator's release, then the server's "
-        "CPU on 1 worker), is more than this run's 0.34 s beyond the ideal: the part furthest off is server queueing beyond earlier waves, 150 ms "
-        "against the model's 300 ms")
+        "CPU on 1 worker), is more than this run's 0.34 s beyond the ideal: the part furthest off is server "
+        "queueing beyond earlier waves, 150 ms against the model's 300 ms")
 
 
 def test_a_bare_case_is_the_lab_cpu_over_the_bare_apps_and_the_limit_spreads_the_bare_cpu():
